@@ -1,0 +1,104 @@
+/* backend.h - the layer kernels behind one interface.
+ *
+ * A backend is a table of functions plus a context (ggml style).  Tensors
+ * are fp32, NHWC, contiguous, in memory the backend can address (host
+ * memory for the CPU backends).  Weight layouts are the kernels' own; the
+ * core converts from the file's PyTorch layout once at load time:
+ *   conv1x1   w[cin][cout]
+ *   conv3x3   w[3][3][cin][cout]    (ky, kx, cin, cout), zero padding 1
+ *   dwconv3x3 w[3][3][c]            zero padding 1
+ *   conv2x2s2 w[2][2][cin][cout]    stride 2, no padding
+ * Biases may be NULL (no bias).
+ *
+ * Forward entries are required.  The trainer adds backward entries to this
+ * table; an entry left NULL means "not supported by this backend".
+ *
+ * Every fast path is tested against the scalar backend (the reference) on
+ * random inputs of awkward sizes: tests/test_kernels.c.
+ */
+#ifndef MDC_BACKEND_H
+#define MDC_BACKEND_H
+
+#include <stddef.h>
+
+typedef struct mdc_backend mdc_backend;
+
+/* The parameters of one NAFBlock in kernel layouts, with any class
+ * conditioning of the LayerNorms already mixed in. */
+typedef struct mdc_nafblock_params {
+  int c;
+  const float *norm1_w, *norm1_b; /* [c] */
+  const float *conv1_w, *conv1_b; /* [c][2c], [2c] */
+  const float *conv2_w, *conv2_b; /* [3][3][2c], [2c] (depthwise) */
+  const float *sca_w, *sca_b;     /* [c][c], [c] */
+  const float *conv3_w, *conv3_b; /* [c][c], [c] */
+  const float *norm2_w, *norm2_b; /* [c] */
+  const float *conv4_w, *conv4_b; /* [c][2c], [2c] */
+  const float *conv5_w, *conv5_b; /* [c][c], [c] */
+  const float *beta, *gamma;      /* [c] */
+} mdc_nafblock_params;
+
+struct mdc_backend {
+  const char *name; /* "cpu-scalar", "cpu-avx2", ... */
+  void *ctx;        /* backend state (thread pool, device handles) */
+
+  void (*free)(mdc_backend *be);
+
+  /* y[n][cout] = b + x[n][cin] . w[cin][cout] */
+  void (*conv1x1)(mdc_backend *be, const float *x, size_t n, int cin, const float *w,
+                  const float *b, int cout, float *y);
+  /* y[h][w][cout], same size, zero padding */
+  void (*conv3x3)(mdc_backend *be, const float *x, int h, int w, int cin, const float *wt,
+                  const float *b, int cout, float *y);
+  /* y[h][w][c], depthwise, zero padding */
+  void (*dwconv3x3)(mdc_backend *be, const float *x, int h, int w, int c, const float *wt,
+                    const float *b, float *y);
+  /* y[h/2][w/2][cout]; h and w even */
+  void (*conv2x2s2)(mdc_backend *be, const float *x, int h, int w, int cin, const float *wt,
+                    const float *b, int cout, float *y);
+  /* Per-pixel LayerNorm over channels, biased variance:
+   * y = (x - mean) / sqrt(var + eps) * g + b.  mean/rstd [n] may be NULL;
+   * when given they receive the statistics (for the backward pass). */
+  void (*layernorm)(mdc_backend *be, const float *x, size_t n, int c, const float *g,
+                    const float *b, float eps, float *y, float *mean, float *rstd);
+  /* y[n][c] = x[n][0..c) * x[n][c..2c) */
+  void (*simplegate)(mdc_backend *be, const float *x, size_t n, int c, float *y);
+  /* Channel means for channel attention.  window == 0 or window >= both
+   * h and w: y[c] is the mean over all pixels (global).  Otherwise
+   * y[h][w][c] is the mean over a window x window box placed at
+   * (clamp(py - window/2, 0, h - window), clamp(px - window/2, 0, w - window))
+   * per axis; along an axis where window >= size the box spans the axis. */
+  void (*pool_mean)(mdc_backend *be, const float *x, int h, int w, int c, int window,
+                    float *y);
+  /* y[n][c] = x[n][c] * s[c] (s_per_pixel == 0) or x[n][c] * s[n][c] */
+  void (*scale_channels)(mdc_backend *be, const float *x, const float *s, int s_per_pixel,
+                         size_t n, int c, float *y);
+  /* y[n][c] = a[n][c] + s[c] * b[n][c]  (s NULL: plain add) */
+  void (*add_scaled)(mdc_backend *be, const float *a, const float *b, const float *s,
+                     size_t n, int c, float *y);
+  /* y[2h][2w][c] = PixelShuffle2(x[h][w][4c]) + skip[2h][2w][c]; PyTorch's
+   * channel order: x channel c*4 + dy*2 + dx feeds y(2i+dy, 2j+dx, c).
+   * skip may be NULL. */
+  void (*pixelshuffle_add)(mdc_backend *be, const float *x, int h, int w, int c,
+                           const float *skip, float *y);
+
+  /* One NAFBlock forward, y[h][w][c] from x[h][w][c] (y != x).  `scratch`
+   * holds nafblock_scratch_size(be, c, h, w) bytes.  The scalar backend
+   * composes the entries above; fast backends fuse. */
+  size_t (*nafblock_scratch_size)(mdc_backend *be, int c, int h, int w, int window);
+  void (*nafblock_forward)(mdc_backend *be, const mdc_nafblock_params *p, const float *x,
+                           int h, int w, float eps, int window, float *y, void *scratch);
+};
+
+/* CPU backends.  threads <= 0: one per online CPU.  Returns NULL when out
+ * of memory.  mdc_backend_cpu_best picks AVX2+FMA when the CPU has it. */
+mdc_backend *mdc_backend_cpu_scalar_new(int threads);
+mdc_backend *mdc_backend_cpu_avx2_new(int threads); /* NULL if the CPU lacks AVX2/FMA */
+mdc_backend *mdc_backend_cpu_best_new(int threads);
+int mdc_cpu_has_avx2_fma(void);
+
+static inline void mdc_backend_free(mdc_backend *be) {
+  if (be) be->free(be);
+}
+
+#endif
