@@ -151,7 +151,7 @@ MASKDCPT_API void maskdcpt_context_set_progress(maskdcpt_context *ctx, maskdcpt_
                                                 void *user);
 /* The tile size a run on a width x height image would use, and the peak
  * working memory in bytes it is planned to need. */
-MASKDCPT_API void maskdcpt_context_plan(const maskdcpt_context *ctx, int width, int height,
+MASKDCPT_API void maskdcpt_context_plan(maskdcpt_context *ctx, int width, int height,
                                         int *tile_size, size_t *work_bytes);
 
 /* ----------------------------------------------------------- inference */

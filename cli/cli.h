@@ -1,0 +1,22 @@
+/* cli.h - pieces shared by the command-line tool's commands. */
+#ifndef MASKDCPT_CLI_H
+#define MASKDCPT_CLI_H
+
+#include <libintl.h>
+
+#include "maskdcpt.h"
+
+#define _(s) gettext(s)
+#define N_(s) s
+
+void cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The weights restore uses when --weights is absent, or NULL. */
+const char *cli_default_weights(void);
+/* Loads `path` (NULL: the default), printing the error; NULL on failure. */
+maskdcpt_model *cli_load_model(const char *path);
+int cli_parse_device(const char *s, maskdcpt_device *out);
+int cli_parse_int(const char *s, const char *what, long lo, long hi, long *out);
+
+int cli_bench(int argc, char **argv);
+
+#endif

@@ -1,0 +1,304 @@
+/* restore.c - whole-image classification and tiled restoration. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "context.h"
+#include "tiling.h"
+
+/* Largest image edge accepted; keeps every size computation far from overflow. */
+#define MDC_MAX_EDGE (1 << 20)
+
+static maskdcpt_status check_image(const maskdcpt_image *img, const char *what,
+                                   maskdcpt_error *err) {
+  if (!img || !img->data)
+    return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT, "%s image: NULL", what);
+  if (img->width < 1 || img->height < 1 || img->width > MDC_MAX_EDGE ||
+      img->height > MDC_MAX_EDGE)
+    return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT,
+                         "%s image: size %dx%d outside 1..%d", what, img->width, img->height,
+                         MDC_MAX_EDGE);
+  if (img->channels < 1 || img->channels > 4)
+    return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT,
+                         "%s image: %d channels (expected 1 to 4)", what, img->channels);
+  if (img->stride < (size_t)img->width * img->channels)
+    return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT,
+                         "%s image: stride %zu is less than width x channels (%zu)", what,
+                         img->stride, (size_t)img->width * img->channels);
+  return MASKDCPT_OK;
+}
+
+/* The network's input value of a sample: finite and within a range the
+ * network has a chance to handle (NaN and infinities would spread through
+ * a whole tile via LayerNorm and channel attention). */
+static float sanitize(float v) {
+  if (!(v == v)) return 0.0f;
+  return v < -1.0f ? -1.0f : v > 2.0f ? 2.0f : v;
+}
+
+/* Copies a region of `img` into tight R'G'B' (grey replicated). */
+static void gather_rgb(const maskdcpt_image *img, int x0, int y0, int w, int h, float *dst) {
+  int nc = img->channels;
+  for (int y = 0; y < h; y++) {
+    const float *row = img->data + (size_t)(y0 + y) * img->stride + (size_t)x0 * nc;
+    float *d = dst + (size_t)y * w * 3;
+    for (int x = 0; x < w; x++, row += nc, d += 3) {
+      if (nc >= 3) {
+        d[0] = sanitize(row[0]), d[1] = sanitize(row[1]), d[2] = sanitize(row[2]);
+      } else {
+        d[0] = d[1] = d[2] = sanitize(row[0]);
+      }
+    }
+  }
+}
+
+/* Working memory for tiles of th x tw: the network's plus the tile's
+ * input and output. */
+static size_t tile_bytes(maskdcpt_context *ctx, int th, int tw) {
+  return mdc_net_work_bytes(&ctx->model->net, ctx->backend, th, tw) +
+         (size_t)th * tw * 6 * sizeof(float) + (size_t)tw * sizeof(float) + 256;
+}
+
+/* Tile edge: the caller's, or the largest whose working memory fits the
+ * budget (at least MDC_TILE_MIN). */
+static int choose_tile(maskdcpt_context *ctx) {
+  const mdc_net *net = &ctx->model->net;
+  int m = mdc_arch_multiple(&net->arch);
+  if (ctx->tile_size > 0) {
+    int t = (ctx->tile_size + m - 1) / m * m;
+    return t < MDC_TILE_MIN ? (MDC_TILE_MIN + m - 1) / m * m : t;
+  }
+  size_t budget = ctx->memory_budget ? ctx->memory_budget : MDC_DEFAULT_MEMORY_BUDGET;
+  int best = (MDC_TILE_MIN + m - 1) / m * m;
+  for (int t = MDC_MAX_TILE / m * m; t >= MDC_TILE_MIN; t -= m) {
+    if (tile_bytes(ctx, t, t) <= budget) {
+      best = t;
+      break;
+    }
+  }
+  return best;
+}
+
+void maskdcpt_context_plan(maskdcpt_context *ctx, int width, int height, int *tile_size,
+                           size_t *work_bytes) {
+  int tile = 0;
+  size_t bytes = 0;
+  if (ctx && width > 0 && height > 0 && mdc_context_backend(ctx, NULL) == MASKDCPT_OK) {
+    tile = choose_tile(ctx);
+    int th = tile < height ? tile : height, tw = tile < width ? tile : width;
+    int ch = MDC_CLASS_CROP < height ? MDC_CLASS_CROP : height;
+    int cw = MDC_CLASS_CROP < width ? MDC_CLASS_CROP : width;
+    bytes = tile_bytes(ctx, th, tw);
+    size_t cb = tile_bytes(ctx, ch, cw);
+    if (cb > bytes) bytes = cb;
+  }
+  if (tile_size) *tile_size = tile;
+  if (work_bytes) *work_bytes = bytes;
+}
+
+/* Progress bookkeeping in units of pixel-passes through the network. */
+typedef struct progress {
+  maskdcpt_context *ctx;
+  double done, total;
+} progress;
+
+static int progress_step(progress *p, double units) {
+  p->done += units;
+  if (!p->ctx->progress) return 1;
+  double f = p->total > 0 ? p->done / p->total : 1.0;
+  return p->ctx->progress(p->ctx->progress_user, f > 1.0 ? 1.0 : f);
+}
+
+/* Classification: encoder on up to 3x3 crops, features averaged. */
+static maskdcpt_status classify_image(maskdcpt_context *ctx, const maskdcpt_image *img,
+                                      float *probs, progress *prog, maskdcpt_error *err) {
+  const mdc_net *net = &ctx->model->net;
+  const mdc_arch *a = &net->arch;
+  int cw = img->width < MDC_CLASS_CROP ? img->width : MDC_CLASS_CROP;
+  int ch = img->height < MDC_CLASS_CROP ? img->height : MDC_CLASS_CROP;
+  int xs[3], ys[3];
+  int nx = mdc_class_crops(img->width, cw, xs), ny = mdc_class_crops(img->height, ch, ys);
+  size_t net_bytes = mdc_net_work_bytes(net, ctx->backend, ch, cw);
+  maskdcpt_status st = mdc_context_work(ctx, net_bytes + (size_t)ch * cw * 3 * sizeof(float) + 64, err);
+  if (st != MASKDCPT_OK) return st;
+  float *rgb = (float *)((char *)ctx->work + ((net_bytes + 63) & ~(size_t)63));
+  size_t ng = (size_t)(a->levels + 1) * a->cls_hidden;
+  double *g = calloc(ng * 2 + 2 * (size_t)(a->levels + 1), sizeof(double));
+  if (!g) return mdc_set_error(err, MASKDCPT_ERROR_OUT_OF_MEMORY, "out of memory");
+  double *gsum = g + ng, *counts = gsum + ng, *csum = counts + a->levels + 1;
+  for (int iy = 0; iy < ny; iy++)
+    for (int ix = 0; ix < nx; ix++) {
+      gather_rgb(img, xs[ix], ys[iy], cw, ch, rgb);
+      mdc_net_forward(net, ctx->backend, rgb, ch, cw, NULL, NULL, g, counts, ctx->work);
+      for (int l = 0; l <= a->levels; l++) {
+        csum[l] += counts[l];
+        for (int j = 0; j < a->cls_hidden; j++)
+          gsum[(size_t)l * a->cls_hidden + j] += g[(size_t)l * a->cls_hidden + j] * counts[l];
+      }
+      if (prog && !progress_step(prog, 0.5 * cw * ch)) {
+        free(g);
+        return mdc_set_error(err, MASKDCPT_ERROR_CANCELLED, "cancelled");
+      }
+    }
+  for (int l = 0; l <= a->levels; l++)
+    for (int j = 0; j < a->cls_hidden; j++) gsum[(size_t)l * a->cls_hidden + j] /= csum[l];
+  mdc_net_classify(net, gsum, probs);
+  free(g);
+  return MASKDCPT_OK;
+}
+
+maskdcpt_status maskdcpt_classify(maskdcpt_context *ctx, const maskdcpt_image *image,
+                                  float *probs, maskdcpt_error *err) {
+  if (!ctx || !probs)
+    return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT, "classify: NULL argument");
+  maskdcpt_status st = check_image(image, "input", err);
+  if (st == MASKDCPT_OK) st = mdc_context_backend(ctx, err);
+  if (st != MASKDCPT_OK) return st;
+  progress prog = {ctx, 0.0, 0.0};
+  int cw = image->width < MDC_CLASS_CROP ? image->width : MDC_CLASS_CROP;
+  int ch = image->height < MDC_CLASS_CROP ? image->height : MDC_CLASS_CROP;
+  int xs[3], ys[3];
+  prog.total = 0.5 * cw * ch * mdc_class_crops(image->width, cw, xs) *
+               mdc_class_crops(image->height, ch, ys);
+  return classify_image(ctx, image, probs, &prog, err);
+}
+
+/* Adds tile (tx, ty)'s weighted, strength-blended result into `out`. */
+static void scatter_tile(const maskdcpt_image *out, const float *src, const float *restored,
+                         const mdc_tile_axis *ax, int ix, const mdc_tile_axis *ay, int iy,
+                         float strength, float *wx /* [ax->tile] scratch */) {
+  int x0 = ax->start[ix], y0 = ay->start[iy], w = ax->tile, h = ay->tile;
+  int nc = out->channels;
+  for (int x = 0; x < w; x++) wx[x] = mdc_tile_axis_weight(ax, ix, x0 + x);
+  for (int y = 0; y < h; y++) {
+    float wy = mdc_tile_axis_weight(ay, iy, y0 + y);
+    if (wy == 0.0f) continue;
+    const float *s = src + (size_t)y * w * 3, *r = restored + (size_t)y * w * 3;
+    float *o = out->data + (size_t)(y0 + y) * out->stride + (size_t)x0 * nc;
+    for (int x = 0; x < w; x++, s += 3, r += 3, o += nc) {
+      float wt = wy * wx[x];
+      if (wt == 0.0f) continue;
+      float v0 = s[0] + strength * (r[0] - s[0]);
+      float v1 = s[1] + strength * (r[1] - s[1]);
+      float v2 = s[2] + strength * (r[2] - s[2]);
+      if (nc >= 3) {
+        o[0] += wt * v0, o[1] += wt * v1, o[2] += wt * v2;
+      } else {
+        o[0] += wt * ((v0 + v1 + v2) * (1.0f / 3.0f));
+      }
+    }
+  }
+}
+
+/* Zeroes the colour channels of `out` (tiles add into them) and sets its
+ * alpha from `in`. */
+static void prepare_output(const maskdcpt_image *in, const maskdcpt_image *out) {
+  int ci = in->channels, co = out->channels;
+  int in_alpha = ci == 2 || ci == 4, out_alpha = co == 2 || co == 4;
+  for (int y = 0; y < out->height; y++) {
+    const float *s = in->data + (size_t)y * in->stride;
+    float *o = out->data + (size_t)y * out->stride;
+    for (int x = 0; x < out->width; x++, s += ci, o += co) {
+      for (int c = 0; c < (out_alpha ? co - 1 : co); c++) o[c] = 0.0f;
+      if (out_alpha) o[co - 1] = in_alpha ? s[ci - 1] : 1.0f;
+    }
+  }
+}
+
+/* Strength 0: the input's colour, exactly (the network does not run). */
+static void copy_colour(const maskdcpt_image *in, const maskdcpt_image *out) {
+  int ci = in->channels, co = out->channels;
+  for (int y = 0; y < out->height; y++) {
+    const float *s = in->data + (size_t)y * in->stride;
+    float *o = out->data + (size_t)y * out->stride;
+    for (int x = 0; x < out->width; x++, s += ci, o += co) {
+      if (ci >= 3 && co >= 3) o[0] = s[0], o[1] = s[1], o[2] = s[2];
+      else if (ci >= 3) o[0] = (s[0] + s[1] + s[2]) * (1.0f / 3.0f);
+      else if (co >= 3) o[0] = o[1] = o[2] = s[0];
+      else o[0] = s[0];
+    }
+  }
+}
+
+static int ranges_overlap(const maskdcpt_image *a, const maskdcpt_image *b) {
+  const char *a0 = (const char *)a->data, *b0 = (const char *)b->data;
+  const char *a1 = (const char *)(a->data + (size_t)(a->height - 1) * a->stride +
+                                  (size_t)a->width * a->channels);
+  const char *b1 = (const char *)(b->data + (size_t)(b->height - 1) * b->stride +
+                                  (size_t)b->width * b->channels);
+  return a0 < b1 && b0 < a1;
+}
+
+maskdcpt_status maskdcpt_restore(maskdcpt_context *ctx, const maskdcpt_image *in,
+                                 const maskdcpt_image *out, int class_index, float strength,
+                                 float *probs_out, maskdcpt_error *err) {
+  if (!ctx) return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT, "restore: NULL context");
+  maskdcpt_status st = check_image(in, "input", err);
+  if (st == MASKDCPT_OK) st = check_image(out, "output", err);
+  if (st != MASKDCPT_OK) return st;
+  const mdc_net *net = &ctx->model->net;
+  int k = net->arch.num_classes;
+  if (in->width != out->width || in->height != out->height)
+    return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT,
+                         "restore: output %dx%d differs from input %dx%d", out->width,
+                         out->height, in->width, in->height);
+  if (ranges_overlap(in, out))
+    return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT,
+                         "restore: input and output buffers overlap");
+  if (class_index != MASKDCPT_CLASS_AUTO && (class_index < 0 || class_index >= k))
+    return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT,
+                         "restore: class %d out of range (the model has %d classes)", class_index,
+                         k);
+  if (!(strength >= 0.0f && strength <= 1.0f))
+    return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT,
+                         "restore: strength %g outside [0, 1]", (double)strength);
+  if ((st = mdc_context_backend(ctx, err)) != MASKDCPT_OK) return st;
+
+  int tile = choose_tile(ctx);
+  mdc_tile_axis ax, ay;
+  if (mdc_tile_axis_plan(&ax, in->width, tile) || mdc_tile_axis_plan(&ay, in->height, tile)) {
+    mdc_tile_axis_clear(&ax);
+    return mdc_set_error(err, MASKDCPT_ERROR_OUT_OF_MEMORY, "out of memory");
+  }
+  progress prog = {ctx, 0.0, (double)ax.count * ay.count * ax.tile * ay.tile};
+  float probs[MDC_MAX_CLASSES];
+  if (class_index == MASKDCPT_CLASS_AUTO) {
+    int cw = in->width < MDC_CLASS_CROP ? in->width : MDC_CLASS_CROP;
+    int ch = in->height < MDC_CLASS_CROP ? in->height : MDC_CLASS_CROP;
+    int xs[3], ys[3];
+    prog.total += 0.5 * cw * ch * mdc_class_crops(in->width, cw, xs) *
+                  mdc_class_crops(in->height, ch, ys);
+    st = classify_image(ctx, in, probs, &prog, err);
+  } else {
+    for (int q = 0; q < k; q++) probs[q] = q == class_index ? 1.0f : 0.0f;
+  }
+  if (st == MASKDCPT_OK && strength == 0.0f) {
+    if (probs_out) memcpy(probs_out, probs, (size_t)k * sizeof(float));
+    prepare_output(in, out);
+    copy_colour(in, out);
+  } else if (st == MASKDCPT_OK) {
+    mdc_net_cond_set(&ctx->cond, net, probs);
+    if (probs_out) memcpy(probs_out, probs, (size_t)k * sizeof(float));
+    size_t net_bytes = (mdc_net_work_bytes(net, ctx->backend, ay.tile, ax.tile) + 63) & ~(size_t)63;
+    size_t px = (size_t)ax.tile * ay.tile * 3;
+    st = mdc_context_work(ctx, tile_bytes(ctx, ay.tile, ax.tile), err);
+    if (st == MASKDCPT_OK) {
+      float *src = (float *)((char *)ctx->work + net_bytes), *res = src + px, *wx = res + px;
+      prepare_output(in, out);
+      for (int iy = 0; iy < ay.count && st == MASKDCPT_OK; iy++)
+        for (int ix = 0; ix < ax.count; ix++) {
+          gather_rgb(in, ax.start[ix], ay.start[iy], ax.tile, ay.tile, src);
+          mdc_net_forward(net, ctx->backend, src, ay.tile, ax.tile, &ctx->cond, res, NULL, NULL,
+                          ctx->work);
+          scatter_tile(out, src, res, &ax, ix, &ay, iy, strength, wx);
+          if (!progress_step(&prog, (double)ax.tile * ay.tile)) {
+            st = mdc_set_error(err, MASKDCPT_ERROR_CANCELLED, "cancelled");
+            break;
+          }
+        }
+    }
+  }
+  mdc_tile_axis_clear(&ax);
+  mdc_tile_axis_clear(&ay);
+  return st;
+}
