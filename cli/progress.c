@@ -46,7 +46,7 @@ static double clock_now(void)
 }
 
 /* "m:ss", or "h:mm:ss" from an hour on; "--:--" when unknown. */
-static void duration_format(char *buf, size_t size, double seconds)
+void progress_format_duration(char *buf, size_t size, double seconds)
 {
   if (!(seconds >= 0.0) || seconds > 359999.0) {
     snprintf(buf, size, "--:--");
@@ -74,18 +74,18 @@ static void bar_draw(progress_bar *bar, double now, int final)
   double f = bar->fraction;
   double elapsed = now - bar->start;
   char el[32], eta[32], tail[96];
-  duration_format(el, sizeof el, elapsed);
+  progress_format_duration(el, sizeof el, elapsed);
   /* Fixed-width fields, so the bar does not jump as the text changes. */
   if (final) {
     snprintf(tail, sizeof tail, " %3d%%  %5s  done     ", (int)(f * 100.0), el);
   } else {
     /* A rate from the first second or first 0.1% is noise. */
     if (f >= 1.0)
-      duration_format(eta, sizeof eta, 0.0);
+      progress_format_duration(eta, sizeof eta, 0.0);
     else if (f > 0.001 && elapsed > 1.0)
-      duration_format(eta, sizeof eta, elapsed * (1.0 - f) / f);
+      progress_format_duration(eta, sizeof eta, elapsed * (1.0 - f) / f);
     else
-      duration_format(eta, sizeof eta, -1.0);
+      progress_format_duration(eta, sizeof eta, -1.0);
     snprintf(tail, sizeof tail, " %3d%%  %5s  ETA %-5s", (int)(f * 100.0), el, eta);
   }
 

@@ -40,6 +40,9 @@ void progress_bar_uninstall_sigint(void);
 /* 1 after a Ctrl-C (since install), else 0. */
 int progress_bar_cancelled(void);
 
+/* "1:15", "1:02:05", "--:--" for a negative duration; used for elapsed and ETA. */
+void progress_format_duration(char *buf, size_t size, double seconds);
+
 #ifdef __cplusplus
 }
 #endif

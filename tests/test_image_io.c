@@ -1020,11 +1020,11 @@ static void test_progress(void)
 
   /* The formatting pieces, for a terminal. */
   char buf[32];
-  duration_format(buf, sizeof buf, 75.0);
+  progress_format_duration(buf, sizeof buf, 75.0);
   CHECK(strcmp(buf, "1:15") == 0, "%s", buf);
-  duration_format(buf, sizeof buf, 3725.0);
+  progress_format_duration(buf, sizeof buf, 3725.0);
   CHECK(strcmp(buf, "1:02:05") == 0, "%s", buf);
-  duration_format(buf, sizeof buf, -1.0);
+  progress_format_duration(buf, sizeof buf, -1.0);
   CHECK(strcmp(buf, "--:--") == 0, "%s", buf);
 }
 
