@@ -8,6 +8,8 @@
 #ifndef MASKDCPT_PROGRESS_H
 #define MASKDCPT_PROGRESS_H
 
+#include <stddef.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
