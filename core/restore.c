@@ -60,18 +60,20 @@ static size_t tile_bytes(maskdcpt_context *ctx, int th, int tw) {
 }
 
 /* Tile edge: the caller's, or the largest whose working memory fits the
- * budget (at least MDC_TILE_MIN). */
+ * budget (at least the smallest useful tile). */
 static int choose_tile(maskdcpt_context *ctx) {
   const mdc_net *net = &ctx->model->net;
   int m = mdc_arch_multiple(&net->arch);
+  int min = (mdc_tile_min(mdc_tile_margin(net->arch.sca_window)) + m - 1) / m * m;
   if (ctx->tile_size > 0) {
     int t = (ctx->tile_size + m - 1) / m * m;
-    return t < MDC_TILE_MIN ? (MDC_TILE_MIN + m - 1) / m * m : t;
+    return t < min ? min : t;
   }
   size_t budget = ctx->memory_budget ? ctx->memory_budget : MDC_DEFAULT_MEMORY_BUDGET;
-  int best = (MDC_TILE_MIN + m - 1) / m * m;
-  for (int t = MDC_MAX_TILE / m * m; t >= MDC_TILE_MIN; t -= m) {
-    if (tile_bytes(ctx, t, t) <= budget) {
+  int best = min;
+  for (int t = MDC_MAX_TILE / m * m; t >= min; t -= m) {
+    /* the last tile of a row or column may be up to m - 1 pixels larger */
+    if (tile_bytes(ctx, t + m - 1, t + m - 1) <= budget) {
       best = t;
       break;
     }
@@ -85,15 +87,27 @@ void maskdcpt_context_plan(maskdcpt_context *ctx, int width, int height, int *ti
   size_t bytes = 0;
   if (ctx && width > 0 && height > 0 && mdc_context_backend(ctx, NULL) == MASKDCPT_OK) {
     tile = choose_tile(ctx);
-    int th = tile < height ? tile : height, tw = tile < width ? tile : width;
+    const mdc_arch *a = &ctx->model->net.arch;
+    int align = mdc_arch_multiple(a), margin = mdc_tile_margin(a->sca_window);
+    mdc_tile_axis ax, ay;
+    if (mdc_tile_axis_plan(&ax, width, tile, align, margin) == 0 &&
+        mdc_tile_axis_plan(&ay, height, tile, align, margin) == 0)
+      bytes = tile_bytes(ctx, ay.max_size, ax.max_size);
+    mdc_tile_axis_clear(&ax);
+    mdc_tile_axis_clear(&ay);
     int ch = MDC_CLASS_CROP < height ? MDC_CLASS_CROP : height;
     int cw = MDC_CLASS_CROP < width ? MDC_CLASS_CROP : width;
-    bytes = tile_bytes(ctx, th, tw);
     size_t cb = tile_bytes(ctx, ch, cw);
     if (cb > bytes) bytes = cb;
   }
   if (tile_size) *tile_size = tile;
   if (work_bytes) *work_bytes = bytes;
+}
+
+/* Pixels of the axis that tile i is the first to cover: progress counts
+ * each pixel once. */
+static double tile_share(const mdc_tile_axis *a, int i, int size) {
+  return (double)(i + 1 < a->count ? a->start[i + 1] : size) - a->start[i];
 }
 
 /* Progress bookkeeping in units of pixel-passes through the network. */
@@ -166,8 +180,8 @@ maskdcpt_status maskdcpt_classify(maskdcpt_context *ctx, const maskdcpt_image *i
 /* Adds tile (tx, ty)'s weighted, strength-blended result into `out`. */
 static void scatter_tile(const maskdcpt_image *out, const float *src, const float *restored,
                          const mdc_tile_axis *ax, int ix, const mdc_tile_axis *ay, int iy,
-                         float strength, float *wx /* [ax->tile] scratch */) {
-  int x0 = ax->start[ix], y0 = ay->start[iy], w = ax->tile, h = ay->tile;
+                         float strength, float *wx /* [ax->max_size] scratch */) {
+  int x0 = ax->start[ix], y0 = ay->start[iy], w = ax->size[ix], h = ay->size[iy];
   int nc = out->channels;
   for (int x = 0; x < w; x++) wx[x] = mdc_tile_axis_weight(ax, ix, x0 + x);
   for (int y = 0; y < h; y++) {
@@ -254,13 +268,15 @@ maskdcpt_status maskdcpt_restore(maskdcpt_context *ctx, const maskdcpt_image *in
                          "restore: strength %g outside [0, 1]", (double)strength);
   if ((st = mdc_context_backend(ctx, err)) != MASKDCPT_OK) return st;
 
-  int tile = choose_tile(ctx);
+  int tile = choose_tile(ctx), align = mdc_arch_multiple(&net->arch);
+  int margin = mdc_tile_margin(net->arch.sca_window);
   mdc_tile_axis ax, ay;
-  if (mdc_tile_axis_plan(&ax, in->width, tile) || mdc_tile_axis_plan(&ay, in->height, tile)) {
+  if (mdc_tile_axis_plan(&ax, in->width, tile, align, margin) ||
+      mdc_tile_axis_plan(&ay, in->height, tile, align, margin)) {
     mdc_tile_axis_clear(&ax);
     return mdc_set_error(err, MASKDCPT_ERROR_OUT_OF_MEMORY, "out of memory");
   }
-  progress prog = {ctx, 0.0, (double)ax.count * ay.count * ax.tile * ay.tile};
+  progress prog = {ctx, 0.0, (double)in->width * in->height};
   float probs[MDC_MAX_CLASSES];
   if (class_index == MASKDCPT_CLASS_AUTO) {
     int cw = in->width < MDC_CLASS_CROP ? in->width : MDC_CLASS_CROP;
@@ -279,19 +295,21 @@ maskdcpt_status maskdcpt_restore(maskdcpt_context *ctx, const maskdcpt_image *in
   } else if (st == MASKDCPT_OK) {
     mdc_net_cond_set(&ctx->cond, net, probs);
     if (probs_out) memcpy(probs_out, probs, (size_t)k * sizeof(float));
-    size_t net_bytes = (mdc_net_work_bytes(net, ctx->backend, ay.tile, ax.tile) + 63) & ~(size_t)63;
-    size_t px = (size_t)ax.tile * ay.tile * 3;
-    st = mdc_context_work(ctx, tile_bytes(ctx, ay.tile, ax.tile), err);
+    size_t net_bytes =
+        (mdc_net_work_bytes(net, ctx->backend, ay.max_size, ax.max_size) + 63) & ~(size_t)63;
+    size_t px = (size_t)ax.max_size * ay.max_size * 3;
+    st = mdc_context_work(ctx, tile_bytes(ctx, ay.max_size, ax.max_size), err);
     if (st == MASKDCPT_OK) {
       float *src = (float *)((char *)ctx->work + net_bytes), *res = src + px, *wx = res + px;
       prepare_output(in, out);
       for (int iy = 0; iy < ay.count && st == MASKDCPT_OK; iy++)
         for (int ix = 0; ix < ax.count; ix++) {
-          gather_rgb(in, ax.start[ix], ay.start[iy], ax.tile, ay.tile, src);
-          mdc_net_forward(net, ctx->backend, src, ay.tile, ax.tile, &ctx->cond, res, NULL, NULL,
-                          ctx->work);
+          int tw = ax.size[ix], th = ay.size[iy];
+          gather_rgb(in, ax.start[ix], ay.start[iy], tw, th, src);
+          mdc_net_forward(net, ctx->backend, src, th, tw, &ctx->cond, res, NULL, NULL, ctx->work);
           scatter_tile(out, src, res, &ax, ix, &ay, iy, strength, wx);
-          if (!progress_step(&prog, (double)ax.tile * ay.tile)) {
+          if (!progress_step(&prog, tile_share(&ax, ix, in->width) *
+                                        tile_share(&ay, iy, in->height))) {
             st = mdc_set_error(err, MASKDCPT_ERROR_CANCELLED, "cancelled");
             break;
           }

@@ -2,30 +2,40 @@
 #include "tiling.h"
 
 #include <stdlib.h>
+#include <string.h>
 
-int mdc_tile_axis_plan(mdc_tile_axis *axis, int size, int tile) {
-  axis->start = NULL;
-  axis->ramp = NULL;
-  if (tile < MDC_TILE_MIN) tile = MDC_TILE_MIN;
-  if (tile >= size) {
-    axis->count = 1;
-    axis->tile = size;
-  } else {
-    int step = tile - (2 * MDC_TILE_MARGIN + MDC_TILE_BLEND);
-    axis->count = 1 + (size - tile + step - 1) / step;
-    axis->tile = tile;
-  }
-  axis->start = malloc((size_t)axis->count * sizeof(int));
-  axis->ramp = malloc((size_t)axis->count * sizeof(int));
-  if (!axis->start || !axis->ramp) {
+int mdc_tile_margin(int sca_window) {
+  if (sca_window <= 0) return 64;
+  int m = (sca_window * 3 / 4 + 15) / 16 * 16;
+  return m < 32 ? 32 : m > 192 ? 192 : m;
+}
+
+int mdc_tile_axis_plan(mdc_tile_axis *axis, int size, int tile, int align, int margin) {
+  memset(axis, 0, sizeof *axis);
+  axis->margin = margin;
+  if (tile < mdc_tile_min(margin)) tile = mdc_tile_min(margin);
+  tile = (tile + align - 1) / align * align;
+  /* step: tile minus the overlap, down to the alignment */
+  int step = (tile - (2 * margin + MDC_TILE_BLEND)) / align * align;
+  if (step < align) step = align;
+  /* tiles at 0, step, 2 step, ... while the rest does not fit in one tile */
+  int count = 1;
+  while (size - (count - 1) * step > tile + align - 1) count++;
+  axis->count = count;
+  axis->start = malloc((size_t)count * sizeof(int));
+  axis->size = malloc((size_t)count * sizeof(int));
+  axis->ramp = malloc((size_t)count * sizeof(int));
+  if (!axis->start || !axis->size || !axis->ramp) {
     mdc_tile_axis_clear(axis);
     return -1;
   }
-  int step = axis->tile - (2 * MDC_TILE_MARGIN + MDC_TILE_BLEND);
-  for (int i = 0; i < axis->count; i++)
-    axis->start[i] = i == axis->count - 1 ? size - axis->tile : i * step;
-  for (int i = 0; i + 1 < axis->count; i++) {
-    int lo = axis->start[i + 1], hi = axis->start[i] + axis->tile; /* overlap [lo, hi) */
+  for (int i = 0; i < count; i++) {
+    axis->start[i] = i * step;
+    axis->size[i] = i == count - 1 ? size - i * step : tile;
+    if (axis->size[i] > axis->max_size) axis->max_size = axis->size[i];
+  }
+  for (int i = 0; i + 1 < count; i++) {
+    int lo = axis->start[i + 1], hi = axis->start[i] + axis->size[i]; /* overlap [lo, hi) */
     axis->ramp[i] = lo + (hi - lo - MDC_TILE_BLEND) / 2;
   }
   return 0;
@@ -33,9 +43,9 @@ int mdc_tile_axis_plan(mdc_tile_axis *axis, int size, int tile) {
 
 void mdc_tile_axis_clear(mdc_tile_axis *axis) {
   free(axis->start);
+  free(axis->size);
   free(axis->ramp);
-  axis->start = axis->ramp = NULL;
-  axis->count = 0;
+  memset(axis, 0, sizeof *axis);
 }
 
 /* Rising ramp value at offset t from the ramp's start. */

@@ -5,27 +5,36 @@
 #include "tiling.h"
 
 /* Weights of all tiles sum to 1, tiles cover the axis, and no tile counts
- * within MDC_TILE_MARGIN of an inner edge. */
+ * within the margin of an inner edge. */
 static void test_axis_weights(void) {
   int sizes[] = {1, 7, 100, 160, 161, 257, 500, 1000, 4097};
-  int tiles[] = {MDC_TILE_MIN, 192, 256, 512, 1024};
+  int tiles[] = {160, 192, 256, 512, 1024};
+  int margins[] = {32, 48, 192};
   for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++)
-    for (size_t ti = 0; ti < sizeof tiles / sizeof *tiles; ti++) {
-      int size = sizes[si];
+    for (size_t ti = 0; ti < sizeof tiles / sizeof *tiles; ti++)
+      for (size_t mi = 0; mi < sizeof margins / sizeof *margins; mi++) {
+      int size = sizes[si], margin = margins[mi];
+      if (tiles[ti] < mdc_tile_min(margin)) continue;
       mdc_tile_axis ax;
-      CHECK(mdc_tile_axis_plan(&ax, size, tiles[ti]) == 0, "plan");
+      CHECK(mdc_tile_axis_plan(&ax, size, tiles[ti], 16, margin) == 0, "plan");
+      int aligned = 1;
+      for (int i = 0; i < ax.count; i++)
+        if (ax.start[i] % 16 || ax.size[i] > tiles[ti] + 15 ||
+            (i + 1 == ax.count && ax.start[i] + ax.size[i] != size))
+          aligned = 0;
+      CHECK(aligned, "size %d tile %d: aligned starts, last tile to the edge", size, tiles[ti]);
       int ok_sum = 1, ok_margin = 1, ok_cover = 1;
       for (int p = 0; p < size; p++) {
         double sum = 0.0;
         int covered = 0;
         for (int i = 0; i < ax.count; i++) {
           int s = ax.start[i];
-          if (p < s || p >= s + ax.tile) continue;
+          if (p < s || p >= s + ax.size[i]) continue;
           covered = 1;
           float w = mdc_tile_axis_weight(&ax, i, p);
           sum += w;
-          int inner_left = i > 0 && p < s + MDC_TILE_MARGIN;
-          int inner_right = i + 1 < ax.count && p >= s + ax.tile - MDC_TILE_MARGIN;
+          int inner_left = i > 0 && p < s + margin;
+          int inner_right = i + 1 < ax.count && p >= s + ax.size[i] - margin;
           if ((inner_left || inner_right) && w != 0.0f) ok_margin = 0;
         }
         if (fabs(sum - 1.0) > 1e-6) ok_sum = 0;
@@ -65,7 +74,8 @@ static int restore_with_tile(const maskdcpt_model *m, const float *img, int w, i
 /* Differences between tiled and whole; seam_excess compares the
  * horizontal and vertical steps across tile-blend zones with the same
  * steps in the whole-image result. */
-static stats compare(const float *tiled, const float *whole, int w, int h, int tile) {
+static stats compare(const float *tiled, const float *whole, int w, int h, int tile, int align,
+                     int margin) {
   stats st = {0, 0, 0};
   size_t n = (size_t)w * h * 3;
   for (size_t i = 0; i < n; i++) {
@@ -75,8 +85,8 @@ static stats compare(const float *tiled, const float *whole, int w, int h, int t
   }
   st.mean_abs /= n;
   mdc_tile_axis ax, ay;
-  mdc_tile_axis_plan(&ax, w, tile);
-  mdc_tile_axis_plan(&ay, h, tile);
+  mdc_tile_axis_plan(&ax, w, tile, align, margin);
+  mdc_tile_axis_plan(&ay, h, tile, align, margin);
   for (int i = 0; i + 1 < ax.count; i++)
     for (int x = ax.ramp[i] - 1; x <= ax.ramp[i] + MDC_TILE_BLEND; x++)
       for (int y = 0; y < h; y++)
@@ -100,7 +110,9 @@ static stats compare(const float *tiled, const float *whole, int w, int h, int t
   return st;
 }
 
-static void test_tiled_vs_whole(int window, float residual) {
+/* assert: 0 only prints the figures (global pooling cannot agree closely:
+ * each tile sees its own mean). */
+static void test_tiled_vs_whole(int window, float residual, int assert) {
   mdc_arch a;
   tu_small_arch(&a, 8, 3, window);
   maskdcpt_model *m = tu_random_model(&a, 11, residual, "tiling.safetensors");
@@ -111,16 +123,18 @@ static void test_tiled_vs_whole(int window, float residual) {
   float *whole = malloc((size_t)w * h * 3 * sizeof(float));
   float *tiled = malloc((size_t)w * h * 3 * sizeof(float));
   CHECK(restore_with_tile(m, img, w, h, 0, whole) == 0, "whole");
-  int tiles[] = {MDC_TILE_MIN, 256, 384};
+  int tiles[] = {mdc_tile_min(mdc_tile_margin(window)), 320, 448};
   for (size_t t = 0; t < sizeof tiles / sizeof *tiles; t++) {
     CHECK(restore_with_tile(m, img, w, h, tiles[t], tiled) == 0, "tiled");
-    stats st = compare(tiled, whole, w, h, tiles[t]);
+    stats st = compare(tiled, whole, w, h, tiles[t], 1 << a.levels, mdc_tile_margin(window));
     printf("window %3d residual %.2f tile %3d: mean abs %.2e, max abs %.2e, seam excess %.2e "
            "(in 1/255: %.3f, %.3f, %.3f)\n",
            window, residual, tiles[t], st.mean_abs, st.max_abs, st.seam_excess,
            st.mean_abs * 255, st.max_abs * 255, st.seam_excess * 255);
-    CHECK(st.mean_abs < 1.0 / 255, "tile %d: mean abs %g >= 1/255", tiles[t], st.mean_abs);
-    CHECK(st.seam_excess < 2.0 / 255, "tile %d: seam step excess %g >= 2/255", tiles[t],
+    if (!assert) continue;
+    CHECK(st.mean_abs < 0.05 / 255, "tile %d: mean abs %g >= 0.05/255", tiles[t], st.mean_abs);
+    CHECK(st.max_abs < 1.0 / 255, "tile %d: max abs %g >= 1/255", tiles[t], st.max_abs);
+    CHECK(st.seam_excess < 1.0 / 255, "tile %d: seam step excess %g >= 1/255", tiles[t],
           st.seam_excess);
   }
   free(img);
@@ -138,7 +152,7 @@ static void test_memory_budget(void) {
   if (!m) return;
   maskdcpt_context *ctx = NULL;
   maskdcpt_context_new(m, &ctx, NULL);
-  size_t budgets[] = {(size_t)64 << 20, (size_t)256 << 20, (size_t)1 << 30};
+  size_t budgets[] = {(size_t)128 << 20, (size_t)256 << 20, (size_t)1 << 30};
   int prev = 0;
   for (size_t i = 0; i < 3; i++) {
     maskdcpt_context_set_memory_budget(ctx, budgets[i]);
@@ -175,7 +189,7 @@ static void test_progress_and_cancel(void) {
   float *img = tu_test_image(w, h, 3, 1), *out = malloc((size_t)w * h * 3 * sizeof(float));
   maskdcpt_context *ctx = NULL;
   maskdcpt_context_new(m, &ctx, NULL);
-  maskdcpt_context_set_tile_size(ctx, MDC_TILE_MIN);
+  maskdcpt_context_set_tile_size(ctx, 1);
   maskdcpt_image src = {img, w, h, 3, (size_t)w * 3}, dst = {out, w, h, 3, (size_t)w * 3};
   cancel_state s = {0.0, 0, 1, -1};
   maskdcpt_context_set_progress(ctx, on_progress, &s);
@@ -199,9 +213,10 @@ static void test_progress_and_cancel(void) {
 int main(void) {
   test_axis_weights();
   test_class_crops();
-  test_tiled_vs_whole(0, 0.1f);
-  test_tiled_vs_whole(64, 0.1f);
-  test_tiled_vs_whole(64, 0.5f);
+  test_tiled_vs_whole(0, 0.1f, 0);
+  test_tiled_vs_whole(64, 0.1f, 1);
+  test_tiled_vs_whole(64, 0.3f, 1);
+  test_tiled_vs_whole(128, 0.1f, 1);
   test_memory_budget();
   test_progress_and_cancel();
   return tu_finish();
