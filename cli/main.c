@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "degrade.h"
+#include "degrade_cmd.h"
 #include "image_io.h"
 #include "maskdcpt.h"
 #include "progress.h"
@@ -35,6 +37,8 @@ static const char *usage_text =
        "  info [WEIGHTS]   show a weights file's architecture, classes and provenance\n"
        "  bench            measure speed (megapixels/s, GFLOP/s, share of the FMA peak)\n"
        "  init OUT         write a randomly initialised (untrained) weights file\n"
+       "  degrade IN OUT   add a synthetic degradation of a known class (test pairs)\n"
+       "  contact-sheet IN OUT.png  every degradation class at three levels\n"
        "\n"
        "Run 'maskdcpt COMMAND --help' for a command's options.\n"
        "Weights: --weights FILE, else $MASKDCPT_WEIGHTS, else the installed default.\n");
@@ -81,7 +85,8 @@ static const char *init_help =
        "      --enc LIST          blocks per encoder level (default 1,1,1,2)\n"
        "      --middle N          middle blocks (default 2)\n"
        "      --dec LIST          blocks per decoder level, deepest first (default 1,1,1,1)\n"
-       "      --classes LIST      class names (default: the built-in degradation list)\n"
+       "      --classes LIST      class names (default: the degradation classes of\n"
+       "                          'maskdcpt degrade --list', in that order)\n"
        "      --hidden H          classifier width (default 64)\n"
        "      --window N          channel-attention pooling window, 0 = global (default 384)\n"
        "      --eps E             LayerNorm epsilon (default 1e-6)\n"
@@ -89,10 +94,6 @@ static const char *init_help =
        "      --residual-scale S  range of beta/gamma (default 0: identity blocks as in\n"
        "                          NAFNet; tests use e.g. 0.5)\n"
        "      --fp16              store tensors as float16\n");
-
-static const char *default_classes =
-    "clean,noise,gaussian-blur,motion-blur,defocus-blur,jpeg,haze,rain,low-light,"
-    "low-resolution,mixed-realesrgan,mixed-lowlight";
 
 /* --------------------------------------------------------------- weights */
 
@@ -118,6 +119,10 @@ maskdcpt_model *cli_load_model(const char *path) {
     cli_error("%s", err.message);
     return NULL;
   }
+  const char *prov = maskdcpt_model_metadata(model, "provenance");
+  if (prov && strstr(prov, "\"random-init\""))
+    cli_error(_("warning: %s holds untrained, random weights: results are not restorations"),
+              path);
   return model;
 }
 
@@ -451,7 +456,7 @@ static int cmd_init(int argc, char **argv) {
   arch.cls_hidden = 64;
   arch.sca_window = 384;
   arch.norm_eps = 1e-6f;
-  const char *enc = "1,1,1,2", *dec = "1,1,1,1", *classes = default_classes;
+  const char *enc = "1,1,1,2", *dec = "1,1,1,1", *classes = NULL;
   long v, seed = 1;
   double d, residual = 0.0, eps = 1e-6;
   int fp16 = 0, c;
@@ -483,7 +488,10 @@ static int cmd_init(int argc, char **argv) {
     cli_error(_("--enc and --dec need the same number (1..%d) of block counts"), MDC_MAX_LEVELS);
     return 2;
   }
-  for (const char *p = classes; *p && arch.num_classes < MDC_MAX_CLASSES;) {
+  if (!classes) /* the degradation registry's classes, in its order */
+    for (int i = 0; i < dg_num_classes() && i < MDC_MAX_CLASSES; i++)
+      snprintf(arch.class_names[arch.num_classes++], MDC_MAX_CLASS_NAME, "%s", dg_class_name(i));
+  for (const char *p = classes ? classes : ""; *p && arch.num_classes < MDC_MAX_CLASSES;) {
     size_t n = strcspn(p, ",");
     if (n == 0 || n >= MDC_MAX_CLASS_NAME) {
       cli_error(_("--classes: empty or too long class name"));
@@ -493,20 +501,24 @@ static int cmd_init(int argc, char **argv) {
     p += n + (p[n] == ',');
   }
   char msg[512];
-  if (mdc_arch_validate(&arch, msg, sizeof msg) != 0) {
+  if (!mdc_arch_validate(&arch, msg, sizeof msg)) {
     cli_error("%s", msg);
     return 2;
   }
   mdc_weights w;
   maskdcpt_error err;
+  char *synthesis = classes ? NULL : dg_registry_json();
   if (mdc_weights_init_random(&w, &arch, (uint64_t)seed, (float)residual, &err) != MASKDCPT_OK ||
+      (synthesis && mdc_weights_set_metadata(&w, "synthesis", synthesis, &err) != MASKDCPT_OK) ||
       mdc_weights_write(&w, argv[optind], fp16, &err) != MASKDCPT_OK) {
+    free(synthesis);
     cli_error("%s", err.message);
     mdc_weights_clear(&w);
     return 1;
   }
   printf(_("Wrote %s: untrained, random weights (seed %ld), %lld parameters\n"), argv[optind],
          seed, (long long)mdc_arch_num_params(&arch));
+  free(synthesis);
   mdc_weights_clear(&w);
   return 0;
 }
@@ -537,6 +549,8 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "info") == 0) return cmd_info(argc, argv);
   if (strcmp(cmd, "bench") == 0) return cli_bench(argc, argv);
   if (strcmp(cmd, "init") == 0) return cmd_init(argc, argv);
+  if (strcmp(cmd, "degrade") == 0) return cli_degrade(argc, argv);
+  if (strcmp(cmd, "contact-sheet") == 0) return cli_contact_sheet(argc, argv);
   cli_error(_("unknown command '%s'"), cmd);
   fputs(_(usage_text), stderr);
   return 2;

@@ -71,7 +71,7 @@ typedef struct mdc_tensor_spec {
   int fan_in; /* for initialisation; 0 where not a weight */
 } mdc_tensor_spec;
 
-/* Checks ranges and consistency; writes a message on failure. */
+/* Checks ranges and consistency: 1 when valid, else 0 and a message. */
 int mdc_arch_validate(const mdc_arch *arch, char *msg, size_t msg_size);
 
 /* Number of tensors the architecture has. */

@@ -1,0 +1,406 @@
+/* degrade_cmd.c - `maskdcpt degrade IN OUT --type NAME` and
+ * `maskdcpt contact-sheet IN OUT.png`, on top of degrade/ (the synthesis
+ * library the trainer uses) and image_io.  The contact sheet labels its
+ * cells with a small built-in 5x7 bitmap font so that no font library is
+ * needed. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "degrade.h"
+#include "degrade_cmd.h"
+#include "image_io.h"
+
+static const char *degrade_help =
+    N_("Usage: maskdcpt degrade IN OUT --type NAME [OPTIONS]\n"
+       "       maskdcpt degrade --list\n"
+       "Writes OUT: IN with a synthetic degradation of a known class, e.g. to make\n"
+       "a test pair for 'maskdcpt restore' (format from OUT's extension).\n"
+       "\n"
+       "  -t, --type NAME        degradation class (see --list), or 'random' to draw\n"
+       "                         the class and level from the seed as the trainer does\n"
+       "  -l, --level L          strength 0..1, mapped onto the class's range (default 0.5)\n"
+       "  -s, --seed N           seed of every random choice (default 1); the same\n"
+       "                         seed, level and class give the same output\n"
+       "  -q, --quality Q        JPEG/WebP output quality 1..100 (default 92)\n"
+       "      --bit-depth 8|16   PNG output depth (default: that of IN)\n"
+       "      --list             print the classes, how each is made and its ranges\n"
+       "Alpha is kept untouched; grey stays grey; 16-bit PNG stays 16-bit.\n");
+
+static const char *sheet_help =
+    N_("Usage: maskdcpt contact-sheet IN OUT.png [OPTIONS]\n"
+       "Writes a PNG grid: IN (centre-cropped and scaled to one cell) and every\n"
+       "degradation class at levels 0.2, 0.5 and 0.9, each cell labelled.\n"
+       "\n"
+       "  -s, --seed N     seed of the degradations (default 1)\n"
+       "  -c, --cell N     cell edge in pixels, 64..1024 (default 192)\n");
+
+/* ------------------------------------------------------------- parsing */
+
+static int parse_level(const char *s, float *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || *end || !(v >= 0.0 && v <= 1.0)) {
+    cli_error(_("--level: '%s' is not a number in 0..1"), s);
+    return -1;
+  }
+  *out = (float)v;
+  return 0;
+}
+
+static int parse_seed(const char *s, uint64_t *out) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s || *end || s[0] == '-' || s[0] == '+') {
+    cli_error(_("--seed: '%s' is not a whole number in 0..%llu"), s,
+              (unsigned long long)UINT64_MAX);
+    return -1;
+  }
+  *out = (uint64_t)v;
+  return 0;
+}
+
+/* Prints text word-wrapped to 78 columns, each line indented by 6. */
+static void print_wrapped(FILE *f, const char *text) {
+  const int indent = 6, width = 78;
+  int col = 0;
+  while (*text) {
+    while (*text == ' ') text++;
+    size_t n = strcspn(text, " ");
+    if (!n) break;
+    if (col && col + 1 + (int)n > width) {
+      fputc('\n', f);
+      col = 0;
+    }
+    if (!col) col = fprintf(f, "%*s", indent, "");
+    else col += fprintf(f, " ");
+    col += fprintf(f, "%.*s", (int)n, text);
+    text += n;
+  }
+  fputc('\n', f);
+}
+
+static void print_classes(FILE *f) {
+  char params[1024];
+  fprintf(f, _("Degradation classes, in the network's order (synthesis version %d).\n"
+               "A level in 0..1 maps linearly onto each 'by level' range.\n"),
+          DG_VERSION);
+  for (int i = 0; i < dg_num_classes(); i++) {
+    dg_class_params_format(i, params, sizeof params);
+    fprintf(f, "\n  %2d  %s\n", i, dg_class_name(i));
+    print_wrapped(f, dg_class_description(i));
+    print_wrapped(f, params);
+  }
+}
+
+/* --------------------------------------------------------------- degrade */
+
+int cli_degrade(int argc, char **argv) {
+  static const struct option opts[] = {
+      {"type", required_argument, 0, 't'},    {"level", required_argument, 0, 'l'},
+      {"seed", required_argument, 0, 's'},    {"quality", required_argument, 0, 'q'},
+      {"bit-depth", required_argument, 0, 'b'}, {"list", no_argument, 0, 'L'},
+      {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
+  const char *type = NULL;
+  float level = 0.5f;
+  uint64_t seed = 1;
+  long quality = 0, bit_depth = 0;
+  int c;
+  while ((c = getopt_long(argc, argv, "t:l:s:q:h", opts, NULL)) != -1) {
+    switch (c) {
+    case 't': type = optarg; break;
+    case 'l': if (parse_level(optarg, &level)) return 2; break;
+    case 's': if (parse_seed(optarg, &seed)) return 2; break;
+    case 'q': if (cli_parse_int(optarg, "--quality", 1, 100, &quality)) return 2; break;
+    case 'b':
+      if (cli_parse_int(optarg, "--bit-depth", 8, 16, &bit_depth)) return 2;
+      if (bit_depth != 8 && bit_depth != 16) {
+        cli_error(_("--bit-depth: expected 8 or 16"));
+        return 2;
+      }
+      break;
+    case 'L': print_classes(stdout); return 0;
+    case 'h': fputs(_(degrade_help), stdout); return 0;
+    default: fputs(_(degrade_help), stderr); return 2;
+    }
+  }
+  if (argc - optind != 2 || !type) {
+    if (!type && argc - optind == 2) cli_error(_("--type is required (see --list)"));
+    fputs(_(degrade_help), stderr);
+    return 2;
+  }
+  int random = strcmp(type, "random") == 0;
+  int class_index = random ? -1 : dg_class_index(type);
+  if (!random && class_index < 0) {
+    cli_error(_("unknown degradation '%s' (see 'maskdcpt degrade --list')"), type);
+    return 2;
+  }
+  const char *in_path = argv[optind], *out_path = argv[optind + 1];
+  img_format out_format;
+  if (img_format_from_path(out_path, &out_format) != 0) {
+    cli_error(_("%s: unknown output format (use .png, .jpg or .webp)"), out_path);
+    return 2;
+  }
+  char msg[1024];
+  img_image img = {0};
+  if (img_read(in_path, &img, msg, sizeof msg) != 0) {
+    cli_error("%s", msg);
+    return 1;
+  }
+  if (random) dg_random_draw(seed, &class_index, &level);
+  /* In place, same layout: grey stays grey, alpha is copied, and bit_depth
+   * is kept for the writer. */
+  int rc = dg_apply_channels(img.data, img.width, img.height, img.channels, img.data,
+                             class_index, level, seed, msg, sizeof msg);
+  if (rc != 0) {
+    cli_error("%s: %s", in_path, msg);
+    img_free(&img);
+    return 1;
+  }
+  if (out_format == IMG_FORMAT_JPEG && img_has_alpha(&img)) {
+    fprintf(stderr, "maskdcpt: %s\n", _("JPEG has no alpha: alpha dropped"));
+    img_drop_alpha(&img);
+  }
+  if (img_write(out_path, &img, (int)bit_depth, (int)quality, msg, sizeof msg) != 0) {
+    cli_error("%s", msg);
+    img_free(&img);
+    return 1;
+  }
+  printf(_("Wrote %s (%dx%d, %s, level %.2f, seed %llu)\n"), out_path, img.width, img.height,
+         dg_class_name(class_index), (double)level, (unsigned long long)seed);
+  img_free(&img);
+  return 0;
+}
+
+/* ------------------------------------------------------------------ font */
+
+/* 5x7 glyphs, one byte per row, bit 4 = leftmost column. */
+#define FONT_W 5
+#define FONT_H 7
+#define FONT_ADVANCE (FONT_W + 1)
+
+static const unsigned char font_digits[10][FONT_H] = {
+    {0x0E, 0x11, 0x13, 0x15, 0x19, 0x11, 0x0E}, {0x04, 0x0C, 0x04, 0x04, 0x04, 0x04, 0x0E},
+    {0x0E, 0x11, 0x01, 0x02, 0x04, 0x08, 0x1F}, {0x1F, 0x02, 0x04, 0x02, 0x01, 0x11, 0x0E},
+    {0x02, 0x06, 0x0A, 0x12, 0x1F, 0x02, 0x02}, {0x1F, 0x10, 0x1E, 0x01, 0x01, 0x11, 0x0E},
+    {0x06, 0x08, 0x10, 0x1E, 0x11, 0x11, 0x0E}, {0x1F, 0x01, 0x02, 0x04, 0x08, 0x08, 0x08},
+    {0x0E, 0x11, 0x11, 0x0E, 0x11, 0x11, 0x0E}, {0x0E, 0x11, 0x11, 0x0F, 0x01, 0x02, 0x0C},
+};
+
+static const unsigned char font_lower[26][FONT_H] = {
+    {0x00, 0x00, 0x0E, 0x01, 0x0F, 0x11, 0x0F}, /* a */
+    {0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x1E}, /* b */
+    {0x00, 0x00, 0x0E, 0x10, 0x10, 0x11, 0x0E}, /* c */
+    {0x01, 0x01, 0x0D, 0x13, 0x11, 0x11, 0x0F}, /* d */
+    {0x00, 0x00, 0x0E, 0x11, 0x1F, 0x10, 0x0E}, /* e */
+    {0x06, 0x09, 0x08, 0x1C, 0x08, 0x08, 0x08}, /* f */
+    {0x00, 0x00, 0x0F, 0x11, 0x0F, 0x01, 0x0E}, /* g */
+    {0x10, 0x10, 0x16, 0x19, 0x11, 0x11, 0x11}, /* h */
+    {0x04, 0x00, 0x0C, 0x04, 0x04, 0x04, 0x0E}, /* i */
+    {0x02, 0x00, 0x06, 0x02, 0x02, 0x12, 0x0C}, /* j */
+    {0x10, 0x10, 0x12, 0x14, 0x18, 0x14, 0x12}, /* k */
+    {0x0C, 0x04, 0x04, 0x04, 0x04, 0x04, 0x0E}, /* l */
+    {0x00, 0x00, 0x1A, 0x15, 0x15, 0x11, 0x11}, /* m */
+    {0x00, 0x00, 0x16, 0x19, 0x11, 0x11, 0x11}, /* n */
+    {0x00, 0x00, 0x0E, 0x11, 0x11, 0x11, 0x0E}, /* o */
+    {0x00, 0x00, 0x1E, 0x11, 0x1E, 0x10, 0x10}, /* p */
+    {0x00, 0x00, 0x0D, 0x13, 0x0F, 0x01, 0x01}, /* q */
+    {0x00, 0x00, 0x16, 0x19, 0x10, 0x10, 0x10}, /* r */
+    {0x00, 0x00, 0x0E, 0x10, 0x0E, 0x01, 0x1E}, /* s */
+    {0x08, 0x08, 0x1C, 0x08, 0x08, 0x09, 0x06}, /* t */
+    {0x00, 0x00, 0x11, 0x11, 0x11, 0x13, 0x0D}, /* u */
+    {0x00, 0x00, 0x11, 0x11, 0x11, 0x0A, 0x04}, /* v */
+    {0x00, 0x00, 0x11, 0x11, 0x15, 0x15, 0x0A}, /* w */
+    {0x00, 0x00, 0x11, 0x0A, 0x04, 0x0A, 0x11}, /* x */
+    {0x00, 0x00, 0x11, 0x11, 0x0F, 0x01, 0x0E}, /* y */
+    {0x00, 0x00, 0x1F, 0x02, 0x04, 0x08, 0x1F}, /* z */
+};
+
+static const unsigned char font_dash[FONT_H] = {0x00, 0x00, 0x00, 0x1F, 0x00, 0x00, 0x00};
+static const unsigned char font_dot[FONT_H] = {0x00, 0x00, 0x00, 0x00, 0x00, 0x0C, 0x0C};
+
+/* The glyph of ch, or NULL for a blank (space and anything unknown). */
+static const unsigned char *font_glyph(char ch) {
+  if (ch >= 'A' && ch <= 'Z') ch = (char)(ch - 'A' + 'a');
+  if (ch >= 'a' && ch <= 'z') return font_lower[ch - 'a'];
+  if (ch >= '0' && ch <= '9') return font_digits[ch - '0'];
+  if (ch == '-') return font_dash;
+  if (ch == '.') return font_dot;
+  return NULL;
+}
+
+static int text_width(const char *s, int scale) {
+  int n = (int)strlen(s);
+  return n ? (n * FONT_ADVANCE - 1) * scale : 0;
+}
+
+/* Draws s in colour rgb with its top-left corner at (x0, y0), clipped. */
+static void text_draw(img_image *img, int x0, int y0, const char *s, int scale, const float *rgb) {
+  for (; *s; s++, x0 += FONT_ADVANCE * scale) {
+    const unsigned char *g = font_glyph(*s);
+    if (!g) continue;
+    for (int r = 0; r < FONT_H * scale; r++)
+      for (int col = 0; col < FONT_W * scale; col++) {
+        if (!(g[r / scale] & (0x10 >> (col / scale)))) continue;
+        int x = x0 + col, y = y0 + r;
+        if (x < 0 || y < 0 || x >= img->width || y >= img->height) continue;
+        memcpy(img->data + ((size_t)y * img->width + x) * 3, rgb, 3 * sizeof(float));
+      }
+  }
+}
+
+/* --------------------------------------------------------- contact sheet */
+
+#define SHEET_LEVELS 3
+static const float sheet_levels[SHEET_LEVELS] = {0.2f, 0.5f, 0.9f};
+#define SHEET_GROUPS_PER_ROW 2 /* class groups of SHEET_LEVELS cells */
+#define SHEET_GAP 8            /* between cells: room between labels */
+#define SHEET_GROUP_GAP 16     /* between class groups */
+#define SHEET_MARGIN 8
+
+typedef struct sheet_layout {
+  int cell, scale, label_h, cols, rows, width, height;
+} sheet_layout;
+
+static void sheet_layout_make(sheet_layout *l, int cell) {
+  l->cell = cell;
+  /* the largest text scale at which the longest class name fits a cell */
+  int longest = 0;
+  for (int i = 0; i < dg_num_classes(); i++) {
+    int w = text_width(dg_class_name(i), 1);
+    if (w > longest) longest = w;
+  }
+  l->scale = (cell - 2) / longest;
+  if (l->scale < 1) l->scale = 1;
+  if (l->scale > 3) l->scale = 3;
+  l->label_h = 2 * (FONT_H * l->scale) + 3 * 2 * l->scale; /* two lines */
+  l->cols = SHEET_GROUPS_PER_ROW;
+  l->rows = (dg_num_classes() + l->cols - 1) / l->cols;
+  int group_w = SHEET_LEVELS * cell + (SHEET_LEVELS - 1) * SHEET_GAP;
+  l->width = 2 * SHEET_MARGIN + l->cols * group_w + (l->cols - 1) * SHEET_GROUP_GAP;
+  l->height = 2 * SHEET_MARGIN + l->rows * (l->label_h + cell) + (l->rows - 1) * SHEET_GROUP_GAP;
+}
+
+/* Top-left corner of cell `slot` (0..SHEET_LEVELS-1) of class group g. */
+static void sheet_cell_origin(const sheet_layout *l, int g, int slot, int *x, int *y) {
+  int group_w = SHEET_LEVELS * l->cell + (SHEET_LEVELS - 1) * SHEET_GAP;
+  *x = SHEET_MARGIN + (g % l->cols) * (group_w + SHEET_GROUP_GAP) + slot * (l->cell + SHEET_GAP);
+  *y = SHEET_MARGIN + (g / l->cols) * (l->label_h + l->cell + SHEET_GROUP_GAP);
+}
+
+static void sheet_put_cell(img_image *sheet, const sheet_layout *l, int g, int slot,
+                           const float *pixels, const char *line1, const char *line2) {
+  int x0, y0;
+  sheet_cell_origin(l, g, slot, &x0, &y0);
+  static const float white[3] = {0.95f, 0.95f, 0.95f}, grey[3] = {0.7f, 0.7f, 0.7f};
+  int pad = 2 * l->scale;
+  text_draw(sheet, x0 + 1, y0 + pad, line1, l->scale, white);
+  text_draw(sheet, x0 + 1, y0 + 2 * pad + FONT_H * l->scale, line2, l->scale, grey);
+  for (int y = 0; y < l->cell; y++)
+    memcpy(sheet->data + ((size_t)(y0 + l->label_h + y) * sheet->width + x0) * 3,
+           pixels + (size_t)y * l->cell * 3, (size_t)l->cell * 3 * sizeof(float));
+}
+
+/* IN centre-cropped to a square and scaled to cell x cell RGB. */
+static float *sheet_source(const img_image *rgb, int cell, char *msg, size_t msg_size) {
+  int side = rgb->width < rgb->height ? rgb->width : rgb->height;
+  int x0 = (rgb->width - side) / 2, y0 = (rgb->height - side) / 2;
+  float *crop = malloc((size_t)side * side * 3 * sizeof *crop);
+  float *out = malloc((size_t)cell * cell * 3 * sizeof *out);
+  if (!crop || !out) {
+    snprintf(msg, msg_size, "out of memory");
+    free(crop), free(out);
+    return NULL;
+  }
+  for (int y = 0; y < side; y++)
+    memcpy(crop + (size_t)y * side * 3, rgb->data + ((size_t)(y0 + y) * rgb->width + x0) * 3,
+           (size_t)side * 3 * sizeof *crop);
+  int rc = dg_resize(crop, side, side, 3, out, cell, cell);
+  free(crop);
+  if (rc != 0) {
+    snprintf(msg, msg_size, "resizing failed");
+    free(out);
+    return NULL;
+  }
+  /* bicubic overshoots a little at edges: keep the clean cell in range */
+  for (size_t i = 0; i < (size_t)cell * cell * 3; i++)
+    out[i] = out[i] < 0.0f ? 0.0f : (out[i] > 1.0f ? 1.0f : out[i]);
+  return out;
+}
+
+int cli_contact_sheet(int argc, char **argv) {
+  static const struct option opts[] = {{"seed", required_argument, 0, 's'},
+                                       {"cell", required_argument, 0, 'c'},
+                                       {"help", no_argument, 0, 'h'},
+                                       {0, 0, 0, 0}};
+  uint64_t seed = 1;
+  long cell = 192;
+  int c;
+  while ((c = getopt_long(argc, argv, "s:c:h", opts, NULL)) != -1) {
+    switch (c) {
+    case 's': if (parse_seed(optarg, &seed)) return 2; break;
+    case 'c': if (cli_parse_int(optarg, "--cell", 64, 1024, &cell)) return 2; break;
+    case 'h': fputs(_(sheet_help), stdout); return 0;
+    default: fputs(_(sheet_help), stderr); return 2;
+    }
+  }
+  if (argc - optind != 2) {
+    fputs(_(sheet_help), stderr);
+    return 2;
+  }
+  const char *in_path = argv[optind], *out_path = argv[optind + 1];
+  char msg[1024];
+  img_image in = {0}, rgb = {0}, sheet = {0};
+  float *src = NULL, *cellbuf = NULL;
+  int status = 1;
+  if (img_read(in_path, &in, msg, sizeof msg) != 0 ||
+      img_convert(&in, 3, &rgb, msg, sizeof msg) != 0) {
+    cli_error("%s", msg);
+    goto done;
+  }
+  sheet_layout l;
+  sheet_layout_make(&l, (int)cell);
+  if (img_alloc(&sheet, l.width, l.height, 3, msg, sizeof msg) != 0) {
+    cli_error("%s", msg);
+    goto done;
+  }
+  for (size_t i = 0; i < (size_t)l.width * l.height * 3; i++) sheet.data[i] = 0.13f;
+  src = sheet_source(&rgb, (int)cell, msg, sizeof msg);
+  cellbuf = malloc((size_t)cell * cell * 3 * sizeof *cellbuf);
+  if (!src || !cellbuf) {
+    cli_error("%s: %s", in_path, src ? "out of memory" : msg);
+    goto done;
+  }
+  sheet_put_cell(&sheet, &l, 0, 0, src, dg_class_name(DG_CLEAN), "original");
+  for (int k = 1; k < dg_num_classes(); k++)
+    for (int j = 0; j < SHEET_LEVELS; j++) {
+      if (dg_apply(src, (int)cell, (int)cell, cellbuf, k, sheet_levels[j], seed, msg,
+                   sizeof msg) != 0) {
+        cli_error("%s", msg);
+        goto done;
+      }
+      char level[32];
+      snprintf(level, sizeof level, "level %.1f", (double)sheet_levels[j]);
+      sheet_put_cell(&sheet, &l, k, j, cellbuf, dg_class_name(k), level);
+    }
+  if (img_write_format(out_path, &sheet, IMG_FORMAT_PNG, 8, 0, msg, sizeof msg) != 0) {
+    cli_error("%s", msg);
+    goto done;
+  }
+  printf(_("Wrote %s (%dx%d, %d classes at levels 0.2, 0.5, 0.9, seed %llu)\n"), out_path,
+         l.width, l.height, dg_num_classes(), (unsigned long long)seed);
+  status = 0;
+done:
+  free(src);
+  free(cellbuf);
+  img_free(&in);
+  img_free(&rgb);
+  img_free(&sheet);
+  return status;
+}
