@@ -79,6 +79,9 @@ int mdc_arch_num_tensors(const mdc_arch *arch);
 /* The i-th tensor's spec, in a fixed canonical order (the order
  * mdc_arch_num_tensors counts); returns 0 when i is out of range. */
 int mdc_arch_tensor(const mdc_arch *arch, int i, mdc_tensor_spec *out);
+/* Canonical index of the tensor called `name`, or -1 when the architecture
+ * has no such tensor (O(levels), no list is built). */
+int mdc_arch_tensor_index(const mdc_arch *arch, const char *name);
 
 int64_t mdc_arch_num_params(const mdc_arch *arch);
 /* Multiply-adds per input pixel of the restoration path (backbone). */
