@@ -1,0 +1,274 @@
+/* bench_kernels.c - GFLOP/s of the CPU kernels against this machine's FMA
+ * peak.  Not a test; run it on an idle machine:
+ *   bench_kernels [-t threads] [-r repeats]
+ * FLOPs are 2 x multiply-adds.  The peak is measured with independent FMAs
+ * on 12 ymm accumulators, on one thread and on all threads at once. */
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backend.h"
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#include <immintrin.h>
+#define BENCH_X86 1
+#endif
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ------------------------------------------------------------- peak */
+
+#define PEAK_ITERS 20000000L
+
+#ifdef BENCH_X86
+/* 12 independent accumulators hide the FMA latency (4 cycles x 2 pipes
+ * needs at least 8 in flight); returns flops done. */
+__attribute__((target("avx2,fma"))) static double fma_loop(float seed) {
+  /* named variables: GCC keeps arrays of vectors in memory */
+  __m256 m = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(seed * 1e-7f);
+  __m256 a0 = _mm256_set1_ps(seed), a1 = _mm256_set1_ps(seed + 1), a2 = _mm256_set1_ps(seed + 2);
+  __m256 a3 = _mm256_set1_ps(seed + 3), a4 = _mm256_set1_ps(seed + 4), a5 = _mm256_set1_ps(seed + 5);
+  __m256 a6 = _mm256_set1_ps(seed + 6), a7 = _mm256_set1_ps(seed + 7), a8 = _mm256_set1_ps(seed + 8);
+  __m256 a9 = _mm256_set1_ps(seed + 9), a10 = _mm256_set1_ps(seed + 10), a11 = _mm256_set1_ps(seed + 11);
+  for (long it = 0; it < PEAK_ITERS; it++) {
+#define F(i) a##i = _mm256_fmadd_ps(a##i, m, c);
+    F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7) F(8) F(9) F(10) F(11)
+#undef F
+  }
+  __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
+                           _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
+  s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
+  float out[8];
+  _mm256_storeu_ps(out, s);
+  volatile float sink = out[0];
+  (void)sink;
+  return (double)PEAK_ITERS * 12 * 8 * 2;
+}
+#endif
+
+typedef struct peak_arg {
+  double flops, seconds;
+  pthread_barrier_t *bar;
+} peak_arg;
+
+static void *peak_thread(void *p) {
+  peak_arg *a = p;
+  pthread_barrier_wait(a->bar);
+  double t0 = now();
+#ifdef BENCH_X86
+  a->flops = fma_loop(1.0f);
+#endif
+  a->seconds = now() - t0;
+  return NULL;
+}
+
+/* GFLOP/s of `threads` threads each running the FMA loop; best of reps. */
+static double measure_peak(int threads, int reps) {
+  double best = 0.0;
+  for (int r = 0; r < reps; r++) {
+    pthread_t th[256];
+    peak_arg args[256];
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, (unsigned)threads);
+    for (int i = 0; i < threads; i++) {
+      args[i].bar = &bar;
+      if (i) pthread_create(&th[i], NULL, peak_thread, &args[i]);
+    }
+    peak_thread(&args[0]);
+    double flops = args[0].flops, secs = args[0].seconds;
+    for (int i = 1; i < threads; i++) {
+      pthread_join(th[i], NULL);
+      flops += args[i].flops;
+      if (args[i].seconds > secs) secs = args[i].seconds;
+    }
+    pthread_barrier_destroy(&bar);
+    double g = flops / secs * 1e-9;
+    if (g > best) best = g;
+  }
+  return best;
+}
+
+/* ---------------------------------------------------------- kernels */
+
+static float *rand_buf(size_t n, float scale) {
+  float *p = malloc(n * sizeof(float));
+  if (!p) {
+    fprintf(stderr, "out of memory\n");
+    exit(1);
+  }
+  unsigned s = 12345;
+  for (size_t i = 0; i < n; i++) {
+    s = s * 1664525u + 1013904223u;
+    p[i] = ((s >> 8) * (1.0f / 16777216.0f) - 0.5f) * scale;
+  }
+  return p;
+}
+
+typedef struct job {
+  int kind; /* 0 conv1x1, 1 nafblock, 2 conv3x3 */
+  int h, w, cin, cout, window;
+  const float *x, *wt, *b;
+  float *y;
+  mdc_nafblock_params *p;
+  void *scratch;
+} job;
+
+static void job_run(mdc_backend *be, const job *j) {
+  if (j->kind == 0)
+    be->conv1x1(be, j->x, (size_t)j->h * j->w, j->cin, j->wt, j->b, j->cout, j->y);
+  else if (j->kind == 2)
+    be->conv3x3(be, j->x, j->h, j->w, j->cin, j->wt, j->b, j->cout, j->y);
+  else
+    be->nafblock_forward(be, j->p, j->x, j->h, j->w, 1e-6f, j->window, j->y, j->scratch);
+}
+
+/* Best seconds over `reps` runs (after one warm-up), stopping early once
+ * `budget` seconds are spent. */
+static double time_job(mdc_backend *be, const job *j, int reps, double budget) {
+  job_run(be, j);
+  double best = INFINITY, start = now();
+  for (int r = 0; r < reps; r++) {
+    double t0 = now();
+    job_run(be, j);
+    double t = now() - t0;
+    if (t < best) best = t;
+    if (now() - start > budget) break;
+  }
+  return best;
+}
+
+typedef struct bench {
+  mdc_backend *scalar, *fast1, *fast;
+  double peak1, peakn;
+  int reps, threads;
+} bench;
+
+static void report(const bench *B, const char *name, const job *j, double flops) {
+  double ts = B->scalar ? time_job(B->scalar, j, B->reps > 3 ? 3 : B->reps, 2.0) : NAN;
+  double t1 = B->fast1 ? time_job(B->fast1, j, B->reps, 3.0) : NAN;
+  double tn = B->fast ? time_job(B->fast, j, B->reps, 3.0) : NAN;
+  double gs = flops / ts * 1e-9, g1 = flops / t1 * 1e-9, gn = flops / tn * 1e-9;
+  printf("%-34s scalar %7.2f | avx2 1T %7.2f (%5.1f%%) | avx2 %dT %7.2f (%5.1f%%) | x%5.1f\n",
+         name, gs, g1, 100 * g1 / B->peak1, B->threads, gn,
+         100 * gn / B->peakn, ts / tn);
+}
+
+static void bench_conv1x1(const bench *B, int h, int w, int cin, int cout) {
+  size_t n = (size_t)h * w;
+  job j = {0, h, w, cin, cout, 0, rand_buf(n * cin, 1), rand_buf((size_t)cin * cout, 0.1f),
+           rand_buf(cout, 1), rand_buf(n * cout, 1), NULL, NULL};
+  char name[64];
+  snprintf(name, sizeof name, "conv1x1 %dx%d %d->%d", h, w, cin, cout);
+  report(B, name, &j, 2.0 * n * cin * cout);
+  free((void *)j.x), free((void *)j.wt), free((void *)j.b), free(j.y);
+}
+
+static void bench_conv3x3(const bench *B, int h, int w, int cin, int cout) {
+  size_t n = (size_t)h * w;
+  job j = {2, h, w, cin, cout, 0, rand_buf(n * cin, 1), rand_buf((size_t)9 * cin * cout, 0.1f),
+           rand_buf(cout, 1), rand_buf(n * cout, 1), NULL, NULL};
+  char name[64];
+  snprintf(name, sizeof name, "conv3x3 %dx%d %d->%d", h, w, cin, cout);
+  report(B, name, &j, 2.0 * n * 9 * cin * cout);
+  free((void *)j.x), free((void *)j.wt), free((void *)j.b), free(j.y);
+}
+
+static void bench_nafblock(const bench *B, int h, int w, int c, int window) {
+  size_t n = (size_t)h * w, cc = (size_t)c;
+  mdc_nafblock_params p = {c,
+                           rand_buf(cc, 1), rand_buf(cc, 0.1f),
+                           rand_buf(cc * 2 * cc, 0.3f), rand_buf(2 * cc, 0.1f),
+                           rand_buf(18 * cc, 0.3f), rand_buf(2 * cc, 0.1f),
+                           rand_buf(cc * cc, 0.3f), rand_buf(cc, 0.1f),
+                           rand_buf(cc * cc, 0.3f), rand_buf(cc, 0.1f),
+                           rand_buf(cc, 1), rand_buf(cc, 0.1f),
+                           rand_buf(cc * 2 * cc, 0.3f), rand_buf(2 * cc, 0.1f),
+                           rand_buf(cc * cc, 0.3f), rand_buf(cc, 0.1f),
+                           rand_buf(cc, 0.5f), rand_buf(cc, 0.5f)};
+  size_t bytes = 0;
+  mdc_backend *all[3] = {B->scalar, B->fast1, B->fast};
+  for (int i = 0; i < 3; i++)
+    if (all[i]) {
+      size_t s = all[i]->nafblock_scratch_size(all[i], c, h, w, window);
+      if (s > bytes) bytes = s;
+    }
+  job j = {1, h, w, c, c, window, rand_buf(n * cc, 1), NULL, NULL, rand_buf(n * cc, 1), &p,
+           malloc(bytes)};
+  int global = window <= 0 || (window >= h && window >= w);
+  /* MACs per pixel: conv1 2c^2, dw 18c, (sca c^2 per pixel when windowed),
+   * conv3 c^2, conv4 2c^2, conv5 c^2. */
+  double macs = (double)n * (6.0 * c * c + 18.0 * c + (global ? 0.0 : (double)c * c));
+  char name[64];
+  snprintf(name, sizeof name, "nafblock %dx%d c=%d %s", h, w, c, global ? "global" : "windowed");
+  if (!global) snprintf(name, sizeof name, "nafblock %dx%d c=%d window=%d", h, w, c, window);
+  report(B, name, &j, 2.0 * macs);
+  const float **f = &p.norm1_w;
+  for (int i = 0; i < 18; i++) free((void *)f[i]);
+  free((void *)j.x), free(j.y), free(j.scratch);
+}
+
+int main(int argc, char **argv) {
+  int threads = 0, reps = 7;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!strcmp(argv[i], "-t")) threads = atoi(argv[i + 1]);
+    if (!strcmp(argv[i], "-r")) reps = atoi(argv[i + 1]);
+  }
+  bench B = {0};
+  B.reps = reps < 1 ? 1 : reps;
+  B.scalar = mdc_backend_cpu_scalar_new(threads);
+  if (!mdc_cpu_has_avx2_fma()) {
+    printf("no AVX2+FMA: nothing to compare\n");
+    mdc_backend_free(B.scalar);
+    return 0;
+  }
+  B.fast1 = mdc_backend_cpu_avx2_new(1);
+  B.fast = mdc_backend_cpu_avx2_new(threads);
+  int nt = threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN); /* as the pool does */
+  if (nt < 1) nt = 1;
+  if (nt > 256) nt = 256;
+  B.threads = nt;
+  B.peak1 = measure_peak(1, 3);
+  B.peakn = measure_peak(nt, 3);
+  printf("FMA peak: 1 thread %.1f GFLOP/s, %d threads %.1f GFLOP/s\n", B.peak1, nt, B.peakn);
+  printf("GFLOP/s (best of %d), %% of the peak for that thread count, speed-up avx2 %dT / scalar %dT\n",
+         B.reps, nt, nt);
+
+  bench_conv1x1(&B, 512, 512, 16, 32);
+  bench_conv1x1(&B, 512, 512, 32, 16);
+  bench_conv1x1(&B, 512, 512, 16, 16);
+  bench_conv1x1(&B, 512, 512, 32, 64);
+  bench_conv1x1(&B, 512, 512, 64, 32);
+  bench_conv1x1(&B, 512, 512, 32, 32);
+  bench_conv1x1(&B, 256, 256, 64, 128);
+  bench_conv1x1(&B, 256, 256, 64, 64);
+  bench_conv1x1(&B, 128, 128, 128, 256);
+  bench_conv1x1(&B, 128, 128, 256, 128);
+  bench_conv1x1(&B, 64, 64, 256, 512);
+  bench_conv1x1(&B, 64, 64, 512, 256);
+  bench_conv1x1(&B, 512, 512, 17, 33);
+  bench_conv1x1(&B, 256, 256, 60, 100);
+
+  bench_conv3x3(&B, 512, 512, 3, 16);
+  bench_conv3x3(&B, 512, 512, 16, 3);
+  bench_conv3x3(&B, 256, 256, 32, 32);
+
+  for (int c = 16; c <= 64; c *= 2) {
+    bench_nafblock(&B, 256, 256, c, 0);
+    bench_nafblock(&B, 512, 512, c, 0);
+  }
+  bench_nafblock(&B, 512, 512, 16, 384);
+  bench_nafblock(&B, 256, 256, 32, 192);
+
+  mdc_backend_free(B.scalar);
+  mdc_backend_free(B.fast1);
+  mdc_backend_free(B.fast);
+  return 0;
+}
