@@ -222,6 +222,40 @@ static int utf8_valid_n(const char *str, size_t n) {
 
 static int utf8_valid(const char *str) { return utf8_valid_n(str, strlen(str)); }
 
+/* A copy of valid UTF-8 text with every multi-byte character written as a
+ * JSON \u escape (a surrogate pair above U+FFFF); malloc'd, NULL when out
+ * of memory.  Outside strings such bytes are a syntax error either way. */
+static char *utf8_escape_json(const char *text, size_t len, size_t *out_len) {
+  size_t extra = 0;
+  for (size_t i = 0; i < len; i++)
+    if ((unsigned char)text[i] >= 0x80) extra += 12; /* at most 12 bytes per input byte */
+  if (len > SIZE_MAX - extra - 1) return NULL;
+  char *out = malloc(len + extra + 1);
+  if (!out) return NULL;
+  size_t o = 0;
+  for (size_t i = 0; i < len;) {
+    unsigned char c = (unsigned char)text[i];
+    if (c < 0x80) {
+      out[o++] = (char)c;
+      i++;
+      continue;
+    }
+    unsigned k = (c & 0xe0) == 0xc0 ? 1 : (c & 0xf0) == 0xe0 ? 2 : 3;
+    unsigned cp = c & (0x3f >> k);
+    for (unsigned j = 1; j <= k; j++) cp = cp << 6 | ((unsigned char)text[i + j] & 0x3f);
+    i += k + 1;
+    if (cp >= 0x10000) {
+      cp -= 0x10000;
+      o += (size_t)sprintf(out + o, "\\u%04x\\u%04x", 0xd800 + (cp >> 10), 0xdc00 + (cp & 0x3ff));
+    } else {
+      o += (size_t)sprintf(out + o, "\\u%04x", cp);
+    }
+  }
+  out[o] = '\0';
+  *out_len = o;
+  return out;
+}
+
 maskdcpt_status mdc_weights_set_metadata(mdc_weights *w, const char *key, const char *value,
                                          maskdcpt_error *err) {
   if (!w || !key || !*key || !value)
@@ -285,8 +319,17 @@ static json_object *json_parse_exact(const char *text, size_t len, json_type wan
     snprintf(why, why_size, "invalid JSON: not valid UTF-8");
     return NULL;
   }
+  /* json-c 0.18's strict mode rejects raw multi-byte UTF-8 in strings:
+   * parse a copy with those characters written as \u escapes. */
+  size_t ascii_len;
+  char *ascii = utf8_escape_json(text, len, &ascii_len);
+  if (!ascii) {
+    json_tokener_free(tok);
+    snprintf(why, why_size, "out of memory");
+    return NULL;
+  }
   json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_ALLOW_TRAILING_CHARS);
-  json_object *obj = json_tokener_parse_ex(tok, text, (int)len);
+  json_object *obj = json_tokener_parse_ex(tok, ascii, (int)ascii_len);
   enum json_tokener_error e = json_tokener_get_error(tok);
   size_t end = json_tokener_get_parse_end(tok);
   json_tokener_free(tok);
@@ -296,14 +339,17 @@ static json_object *json_parse_exact(const char *text, size_t len, json_type wan
     else
       snprintf(why, why_size, "invalid JSON at byte %zu: %s", end, json_tokener_error_desc(e));
     json_object_put(obj);
+    free(ascii);
     return NULL;
   }
-  for (size_t i = end; i < len; i++)
-    if (text[i] != ' ' && text[i] != '\t' && text[i] != '\n' && text[i] != '\r') {
+  for (size_t i = end; i < ascii_len; i++)
+    if (ascii[i] != ' ' && ascii[i] != '\t' && ascii[i] != '\n' && ascii[i] != '\r') {
       snprintf(why, why_size, "invalid JSON: unexpected data after the value at byte %zu", i);
       json_object_put(obj);
+      free(ascii);
       return NULL;
     }
+  free(ascii);
   if (!json_object_is_type(obj, want)) { /* also a JSON null, which parses to NULL */
     snprintf(why, why_size, "expected a JSON %s, found %s", json_type_to_name(want),
              json_type_to_name(json_object_get_type(obj)));

@@ -930,8 +930,10 @@ static void edit_drop_meta(json_object *hdr, const void *arg) {
 
 static void test_bad_arch(void) {
   const struct { kv edit; const char *must1, *must2; } cases[] = {
-      {{"\"width\":4", "\"width\":99999999999999999999"}, "'arch'", "'width'"},
-      {{"\"width\":4", "\"width\":-99999999999999999999"}, "'arch'", "'width'"},
+      /* json-c 0.16 clamps integers beyond int64 (then 'width' is out of
+       * range); 0.18 rejects them as invalid JSON: either way 'arch' fails. */
+      {{"\"width\":4", "\"width\":99999999999999999999"}, "'arch'", NULL},
+      {{"\"width\":4", "\"width\":-99999999999999999999"}, "'arch'", NULL},
       {{"\"width\":4", "\"width\":1e300"}, "'arch'", "'width'"},
       {{"\"width\":4", "\"width\":4.0"}, "'arch'", "'width'"},
       {{"\"width\":4", "\"width\":\"4\""}, "'arch'", "'width'"},
