@@ -2,8 +2,6 @@
  * compared in the same run with the machine's measured FMA peak and with
  * the scalar reference kernels. */
 #include <getopt.h>
-#include <immintrin.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,49 +16,6 @@ static double now_seconds(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/* ------------------------------------------------------------ FMA peak */
-
-#define PEAK_ITERS 20000000L
-
-/* 12 independent FMA chains of 8 floats: enough to cover FMA latency x
- * throughput on current x86 cores. */
-__attribute__((target("avx2,fma"))) static void *fma_loop(void *out) {
-  __m256 b = _mm256_set1_ps(0.999999f), c = _mm256_set1_ps(1e-7f);
-  __m256 a0 = _mm256_set1_ps(1.0f), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0;
-  __m256 a6 = a0, a7 = a0, a8 = a0, a9 = a0, a10 = a0, a11 = a0;
-  for (long i = 0; i < PEAK_ITERS; i++) {
-    a0 = _mm256_fmadd_ps(a0, b, c), a1 = _mm256_fmadd_ps(a1, b, c);
-    a2 = _mm256_fmadd_ps(a2, b, c), a3 = _mm256_fmadd_ps(a3, b, c);
-    a4 = _mm256_fmadd_ps(a4, b, c), a5 = _mm256_fmadd_ps(a5, b, c);
-    a6 = _mm256_fmadd_ps(a6, b, c), a7 = _mm256_fmadd_ps(a7, b, c);
-    a8 = _mm256_fmadd_ps(a8, b, c), a9 = _mm256_fmadd_ps(a9, b, c);
-    a10 = _mm256_fmadd_ps(a10, b, c), a11 = _mm256_fmadd_ps(a11, b, c);
-  }
-  __m256 s = _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)),
-                           _mm256_add_ps(_mm256_add_ps(a4, a5), _mm256_add_ps(a6, a7)));
-  s = _mm256_add_ps(s, _mm256_add_ps(_mm256_add_ps(a8, a9), _mm256_add_ps(a10, a11)));
-  float v[8];
-  _mm256_storeu_ps(v, s);
-  *(float *)out = v[0];
-  return NULL;
-}
-
-/* GFLOP/s of `threads` concurrent FMA loops (best of 3). */
-static double measure_fma_peak(int threads) {
-  double best = 0.0;
-  for (int rep = 0; rep < 3; rep++) {
-    pthread_t tid[256];
-    float sink[256];
-    double t0 = now_seconds();
-    for (int i = 1; i < threads; i++) pthread_create(&tid[i], NULL, fma_loop, &sink[i]);
-    fma_loop(&sink[0]);
-    for (int i = 1; i < threads; i++) pthread_join(tid[i], NULL);
-    double g = (double)PEAK_ITERS * 12 * 8 * 2 * threads / (now_seconds() - t0) / 1e9;
-    if (g > best) best = g;
-  }
-  return best;
 }
 
 /* ---------------------------------------------------------- networks */
@@ -166,7 +121,7 @@ static void bench_blocks(int threads, int n, double peak) {
                              mdc_weights_tensor(&w, "encoders.0.0.beta"),
                              mdc_weights_tensor(&w, "encoders.0.0.gamma")};
     /* Layouts differ from the file's, but values are random: the speed is the same. */
-    double t = time_block(fast, &p, n, 384, 3);
+    double t = time_block(fast, &p, n, 384, 5);
     double gflops = 2.0 * block_macs(c, 384) * n * n / t / 1e9;
     printf(_("    c=%-4d %8.2f ms  %7.1f GFLOP/s  %5.1f%% of peak\n"), c, t * 1e3, gflops,
            100.0 * gflops / peak);
@@ -218,8 +173,8 @@ int cli_bench(int argc, char **argv) {
   if (!mdc_cpu_has_avx2_fma()) {
     cli_error(_("this CPU has no AVX2+FMA: only the scalar path runs here"));
   }
-  double peak1 = mdc_cpu_has_avx2_fma() ? measure_fma_peak(1) : 0.0;
-  double peak = mdc_cpu_has_avx2_fma() ? measure_fma_peak(nthreads) : 0.0;
+  double peak1 = mdc_cpu_has_avx2_fma() ? mdc_cpu_fma_peak_gflops(1, 5) : 0.0;
+  double peak = mdc_cpu_has_avx2_fma() ? mdc_cpu_fma_peak_gflops(nthreads, 5) : 0.0;
   printf(_("FMA peak (measured): %.1f GFLOP/s on 1 thread, %.1f GFLOP/s on %d threads\n"),
          peak1, peak, nthreads);
 
@@ -259,7 +214,7 @@ int cli_bench(int argc, char **argv) {
     maskdcpt_model_arch(model, &info);
     printf(_("\n%s: %.1f k MACs/pixel, %lld parameters\n"), label, info.macs_per_pixel / 1e3,
            (long long)info.num_params);
-    double t = time_restore(model, (int)size, nthreads, 0, 3);
+    double t = time_restore(model, (int)size, nthreads, 0, 5);
     double mp = (double)size * size / 1e6;
     double gflops = 2.0 * info.macs_per_pixel * mp * 1e6 / t / 1e9;
     printf(_("  fast   (%ldx%ld): %8.3f s  %7.3f MP/s  %7.1f GFLOP/s  %5.1f%% of peak\n"), size,

@@ -96,6 +96,9 @@ mdc_backend *mdc_backend_cpu_scalar_new(int threads);
 mdc_backend *mdc_backend_cpu_avx2_new(int threads); /* NULL if the CPU lacks AVX2/FMA */
 mdc_backend *mdc_backend_cpu_best_new(int threads);
 int mdc_cpu_has_avx2_fma(void);
+/* GFLOP/s of `threads` threads running independent AVX2 FMAs at once (best
+ * of reps): the machine's compute peak for benchmarks.  0 without AVX2. */
+double mdc_cpu_fma_peak_gflops(int threads, int reps);
 
 static inline void mdc_backend_free(mdc_backend *be) {
   if (be) be->free(be);
