@@ -88,7 +88,7 @@ static const char *init_help =
        "      --classes LIST      class names (default: the degradation classes of\n"
        "                          'maskdcpt degrade --list', in that order)\n"
        "      --hidden H          classifier width (default 64)\n"
-       "      --window N          channel-attention pooling window, 0 = global (default 384)\n"
+       "      --window N          channel-attention pooling window, 0 = global (default 192)\n"
        "      --eps E             LayerNorm epsilon (default 1e-6)\n"
        "      --seed N            random seed (default 1)\n"
        "      --residual-scale S  range of beta/gamma (default 0: identity blocks as in\n"
@@ -413,11 +413,12 @@ static int cmd_info(int argc, char **argv) {
   printf(_("Classes:\n"));
   for (int i = 0; i < a.num_classes; i++)
     printf("  %2d  %s\n", i, maskdcpt_model_class_name(model, i));
-  static const char *keys[] = {"provenance", "recipe", "synthesis", "eval"};
-  for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
-    const char *v = maskdcpt_model_metadata(model, keys[i]);
-    if (v) printf("%s: %s\n", keys[i], v);
-  }
+  /* everything else the file carries: provenance, recipe, synthesis, ... */
+  const char *key;
+  for (int i = 0; (key = maskdcpt_model_metadata_key(model, i)); i++)
+    if (strcmp(key, "format") && strcmp(key, "format_version") && strcmp(key, "arch") &&
+        strcmp(key, "classes"))
+      printf("%s: %s\n", key, maskdcpt_model_metadata(model, key));
   maskdcpt_model_free(model);
   return 0;
 }
@@ -454,7 +455,7 @@ static int cmd_init(int argc, char **argv) {
   arch.width = 16;
   arch.middle_blocks = 2;
   arch.cls_hidden = 64;
-  arch.sca_window = 384;
+  arch.sca_window = 192;
   arch.norm_eps = 1e-6f;
   const char *enc = "1,1,1,2", *dec = "1,1,1,1", *classes = NULL;
   long v, seed = 1;

@@ -103,6 +103,11 @@ const char *maskdcpt_model_metadata(const maskdcpt_model *model, const char *key
   return NULL;
 }
 
+const char *maskdcpt_model_metadata_key(const maskdcpt_model *model, int index) {
+  if (!model || index < 0 || index >= model->num_metadata) return NULL;
+  return model->metadata[index].key;
+}
+
 /* ------------------------------------------------------------ context */
 
 maskdcpt_status maskdcpt_context_new(const maskdcpt_model *model, maskdcpt_context **out,

@@ -31,7 +31,7 @@ struct maskdcpt_context {
 };
 
 #define MDC_DEFAULT_MEMORY_BUDGET ((size_t)1 << 30)
-#define MDC_MAX_TILE 1024
+#define MDC_MAX_TILE 2048
 #define MDC_CLASS_CROP 256
 
 /* Makes sure ctx->backend matches the settings. */

@@ -91,6 +91,8 @@ MASKDCPT_API int maskdcpt_model_class_index(const maskdcpt_model *model, const c
 /* A `__metadata__` string of the file ("provenance", "synthesis", ...), or
  * NULL when absent.  Owned by the model. */
 MASKDCPT_API const char *maskdcpt_model_metadata(const maskdcpt_model *model, const char *key);
+/* The i-th metadata key in file order, or NULL past the end. */
+MASKDCPT_API const char *maskdcpt_model_metadata_key(const maskdcpt_model *model, int index);
 
 /* -------------------------------------------------------------- images */
 
