@@ -312,8 +312,13 @@ static int cmd_restore(int argc, char **argv) {
     } else {
       printf(_("Forced degradation: %s\n"), type);
     }
-    printf(_("Wrote %s (%dx%d, %s, strength %.2f, %s)\n"), out_path, out.width, out.height,
-           img_format_name(out_format), strength, maskdcpt_context_device_name(ctx));
+    int tile_px;
+    size_t work;
+    maskdcpt_context_plan(ctx, out.width, out.height, &tile_px, &work);
+    printf(_("Wrote %s (%dx%d, %s, strength %.2f, %s, tiles of %d px, %zu MiB working "
+             "memory)\n"),
+           out_path, out.width, out.height, img_format_name(out_format), strength,
+           maskdcpt_context_device_name(ctx), tile_px, work >> 20);
   }
   status = 0;
 done:
