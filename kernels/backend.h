@@ -88,6 +88,58 @@ struct mdc_backend {
   size_t (*nafblock_scratch_size)(mdc_backend *be, int c, int h, int w, int window);
   void (*nafblock_forward)(mdc_backend *be, const mdc_nafblock_params *p, const float *x,
                            int h, int w, float eps, int window, float *y, void *scratch);
+
+  /* ---------------------------------------------------- training ----
+   * y[n][c] = x[n][c] * m[n]: MaskDCPT's feature masking (m is 0 or 1 per
+   * pixel).  Its own backward: dx = dy * m. */
+  void (*mask_pixels)(mdc_backend *be, const float *x, const float *m, size_t n, int c,
+                      float *y);
+
+  /* Backward passes.  Each takes the forward's inputs and dy (the gradient
+   * of the loss with respect to the forward's output) and writes dx
+   * (overwritten; NULL: not needed), and ACCUMULATES (+=) parameter
+   * gradients into dw / db / dg (NULL: not needed).  Layouts as forward. */
+  void (*conv1x1_backward)(mdc_backend *be, const float *x, size_t n, int cin, const float *w,
+                           int cout, const float *dy, float *dx, float *dw, float *db);
+  void (*conv3x3_backward)(mdc_backend *be, const float *x, int h, int w, int cin,
+                           const float *wt, int cout, const float *dy, float *dx, float *dwt,
+                           float *db);
+  void (*dwconv3x3_backward)(mdc_backend *be, const float *x, int h, int w, int c,
+                             const float *wt, const float *dy, float *dx, float *dwt, float *db);
+  void (*conv2x2s2_backward)(mdc_backend *be, const float *x, int h, int w, int cin,
+                             const float *wt, int cout, const float *dy, float *dx, float *dwt,
+                             float *db);
+  /* mean/rstd as written by the forward. */
+  void (*layernorm_backward)(mdc_backend *be, const float *x, size_t n, int c, const float *g,
+                             const float *mean, const float *rstd, const float *dy, float *dx,
+                             float *dg, float *db);
+  /* x is the forward's [n][2c] input; dx [n][2c]. */
+  void (*simplegate_backward)(mdc_backend *be, const float *x, size_t n, int c, const float *dy,
+                              float *dx);
+  /* dy has pool_mean's output shape ([c] or [h][w][c]); dx [h][w][c]. */
+  void (*pool_mean_backward)(mdc_backend *be, int h, int w, int c, int window, const float *dy,
+                             float *dx);
+  /* y = x * s: dx = dy * s; ds (overwritten, s's shape) = sum dy * x. */
+  void (*scale_channels_backward)(mdc_backend *be, const float *x, const float *s,
+                                  int s_per_pixel, size_t n, int c, const float *dy, float *dx,
+                                  float *ds);
+  /* y = a + s * b: da = dy (the caller reuses dy), db = s * dy (overwritten),
+   * ds += sum_n dy * b. */
+  void (*add_scaled_backward)(mdc_backend *be, const float *b, const float *s, size_t n, int c,
+                              const float *dy, float *db, float *ds);
+  /* y = PixelShuffle2(x) + skip: dx [h][w][4c] overwritten; dskip = dy. */
+  void (*pixelshuffle_backward)(mdc_backend *be, int h, int w, int c, const float *dy,
+                                float *dx);
+
+  /* Losses over n values: returns the loss, writes its gradient times
+   * `scale` into grad (NULL: not needed).  L1 is the mean absolute error. */
+  double (*l1_loss)(mdc_backend *be, const float *pred, const float *target, size_t n,
+                    float scale, float *grad);
+  /* One AdamW step over n parameters (decoupled weight decay wd; `step`
+   * counts from 1, for the bias corrections). */
+  void (*adamw_step)(mdc_backend *be, float *param, const float *grad, float *m, float *v,
+                     size_t n, float lr, float beta1, float beta2, float eps, float wd,
+                     long step);
 };
 
 /* CPU backends.  threads <= 0: one per online CPU.  Returns NULL when out
