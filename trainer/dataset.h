@@ -1,0 +1,57 @@
+/* dataset.h - the trainer's photos and the degraded samples drawn from them.
+ *
+ * Photos are held in memory as 8-bit R'G'B'.  A fixed, seeded split puts
+ * some photos aside for validation.  Every sample is a pure function of
+ * (dataset, seed, step, index): the same run draws the same crops,
+ * flips, rotations, classes and levels on every machine and after a
+ * resume. */
+#ifndef TR_DATASET_H
+#define TR_DATASET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct tr_photo {
+  char *name; /* file name, for messages and the manifest */
+  int width, height;
+  uint8_t *rgb; /* width * height * 3 */
+} tr_photo;
+
+typedef struct tr_dataset {
+  int count;
+  tr_photo *photos; /* sorted by name */
+  int num_train, num_val;
+  int *train; /* indices into photos */
+  int *val;
+} tr_dataset;
+
+/* Loads every .png/.jpg/.jpeg/.webp in `dir` (or every path listed, one per
+ * line, in a file), skipping photos smaller than min_side on either side.
+ * val_fraction of the photos (at least one when there are two or more)
+ * go to validation, chosen by a hash of the name and split_seed.
+ * 0, or -1 with a message. */
+int tr_dataset_load(tr_dataset *ds, const char *source, int min_side, double val_fraction,
+                    uint64_t split_seed, char *msg, size_t msg_size);
+void tr_dataset_free(tr_dataset *ds);
+
+typedef struct tr_sample {
+  float *clean;    /* crop * crop * 3, caller's memory */
+  float *degraded; /* crop * crop * 3, caller's memory */
+  int label;       /* degradation class */
+  float level;
+} tr_sample;
+
+/* Training sample `index` of step `step`: a random crop of a random
+ * training photo, flipped and rotated by 90-degree steps, degraded with a
+ * class and level drawn uniformly (num_classes of the registry's first
+ * classes).  0, or -1 with a message. */
+int tr_dataset_train_sample(const tr_dataset *ds, uint64_t seed, long step, int index, int crop,
+                            int num_classes, tr_sample *out, char *msg, size_t msg_size);
+
+/* Validation sample `index`: validation photo index % num_val, its centre
+ * crop, class index % num_classes at `level`; no randomness besides the
+ * degradation's own, seeded by index. */
+int tr_dataset_val_sample(const tr_dataset *ds, int index, int crop, int num_classes, float level,
+                          tr_sample *out, char *msg, size_t msg_size);
+
+#endif
