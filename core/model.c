@@ -37,6 +37,43 @@ static void convert_tensor(const mdc_tensor_spec *s, const float *src, float *ds
           dst[((y * kw + x) * ci + i) * co + o] = src[((o * ci + i) * kh + y) * kw + x];
 }
 
+/* The inverse of convert_tensor: kernel layout back to PyTorch layout. */
+static void unconvert_tensor(const mdc_tensor_spec *s, const float *src, float *dst) {
+  if (s->ndim != 4) {
+    memcpy(dst, src, (size_t)s->numel * sizeof(float));
+    return;
+  }
+  int64_t co = s->shape[0], ci = s->shape[1], kh = s->shape[2], kw = s->shape[3];
+  if (co == 1 && kh == 1 && kw == 1) {
+    memcpy(dst, src, (size_t)s->numel * sizeof(float));
+    return;
+  }
+  if (ci == 1 && kh == 3 && strstr(s->name, "conv2")) {
+    for (int64_t o = 0; o < co; o++)
+      for (int64_t k = 0; k < 9; k++) dst[o * 9 + k] = src[k * co + o];
+    return;
+  }
+  for (int64_t o = 0; o < co; o++)
+    for (int64_t i = 0; i < ci; i++)
+      for (int64_t y = 0; y < kh; y++)
+        for (int64_t x = 0; x < kw; x++)
+          dst[((o * ci + i) * kh + y) * kw + x] = src[((y * kw + x) * ci + i) * co + o];
+}
+
+maskdcpt_status mdc_net_to_weights(const mdc_net *net, const float *storage, mdc_weights *out,
+                                   maskdcpt_error *err) {
+  maskdcpt_status st = mdc_weights_alloc(out, &net->arch, err);
+  if (st != MASKDCPT_OK) return st;
+  size_t off = 0;
+  for (int k = 0; k < out->num_tensors; k++) {
+    mdc_tensor_spec s;
+    mdc_arch_tensor(&net->arch, k, &s);
+    unconvert_tensor(&s, (storage ? storage : net->storage) + off, out->tensors[k]);
+    off += (size_t)s.numel;
+  }
+  return MASKDCPT_OK;
+}
+
 typedef struct binder {
   const mdc_arch *arch;
   float **ptr; /* per canonical tensor, into net storage */

@@ -38,6 +38,11 @@ typedef struct mdc_net {
 /* Converts parsed weights into kernel layouts.  `w` may be cleared after. */
 maskdcpt_status mdc_net_init(mdc_net *net, const mdc_weights *w, maskdcpt_error *err);
 void mdc_net_clear(mdc_net *net);
+/* Parameters back to a weights struct in the file's (PyTorch) layout, for
+ * writing: from `storage` (same layout as net->storage, e.g. the trainer's
+ * EMA copy) or, when NULL, net->storage.  *out is allocated. */
+maskdcpt_status mdc_net_to_weights(const mdc_net *net, const float *storage, mdc_weights *out,
+                                   maskdcpt_error *err);
 
 /* The decoder norms mixed for one set of class weights; owned by a context
  * so that contexts sharing a net never race. */

@@ -266,7 +266,14 @@ void tr_net_forward(tr_net *t, mdc_backend *be, const float *in, const unsigned 
   classifier_head(t);
   if (!restore) return;
 
-  memcpy(t->cond, cond, (size_t)a->num_classes * sizeof(float));
+  if (cond) {
+    memcpy(t->cond, cond, (size_t)a->num_classes * sizeof(float));
+  } else { /* the classifier's own probabilities, as at inference in auto mode */
+    double mx = t->logits[0], sum = 0;
+    for (int q = 1; q < a->num_classes; q++) mx = fmax(mx, t->logits[q]);
+    for (int q = 0; q < a->num_classes; q++) sum += exp(t->logits[q] - mx);
+    for (int q = 0; q < a->num_classes; q++) t->cond[q] = (float)(exp(t->logits[q] - mx) / sum);
+  }
   mdc_net_cond_set(&t->mixed, net, t->cond);
   for (int i = 0; i < a->levels; i++) {
     int l = a->levels - 1 - i, c = mdc_arch_channels(a, l), side = s >> (l + 1);

@@ -56,7 +56,7 @@ void tr_net_zero_grad(tr_net *t);
 
 /* Forward on one crop: in [crop][crop][3]; mask: [crop/16][crop/16] of
  * 0/1 (patch granularity 2^levels), or NULL; cond: class weights for the
- * decoder.  Fills t->out (restored, [crop][crop][3]) and t->logits.
+ * decoder, or NULL for the classifier's own probabilities (auto mode).  Fills t->out (restored, [crop][crop][3]) and t->logits.
  * restore == 0 runs the encoder and classifier only. */
 void tr_net_forward(tr_net *t, mdc_backend *be, const float *in, const unsigned char *mask,
                     const float *cond, int restore);

@@ -1,0 +1,369 @@
+/* main.c - maskdcpt-train: MaskDCPT pre-training, plain training from
+ * scratch and all-in-one fine-tuning on the CPU, resumable, exporting the
+ * EMA weights as a weights file.  See docs/training.md. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "checkpoint.h"
+#include "dataset.h"
+#include "degrade.h"
+#include "optim.h"
+#include "train_net.h"
+
+typedef enum { MODE_SCRATCH, MODE_MASKDCPT, MODE_FINETUNE } train_mode;
+static const char *mode_names[] = {"scratch", "maskdcpt", "finetune"};
+
+typedef struct settings {
+  const char *data, *out, *init;
+  train_mode mode;
+  mdc_arch arch;
+  int crop, batch, threads;
+  long steps, warmup, checkpoint_every, log_every;
+  double lr, wd, clip, ema, focal_gamma, cls_weight, mask_ratio, val_fraction;
+  long seed;
+  int resume;
+} settings;
+
+static volatile sig_atomic_t stop_requested;
+static void on_signal(int sig) {
+  (void)sig;
+  stop_requested = 1;
+}
+
+static double now_seconds(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void die(const char *fmt, const char *arg) {
+  fprintf(stderr, "maskdcpt-train: ");
+  fprintf(stderr, fmt, arg);
+  fputc('\n', stderr);
+  exit(1);
+}
+
+static const char *usage =
+    "Usage: maskdcpt-train DATA OUTDIR [OPTIONS]\n"
+    "Trains on the photos in DATA (a directory or a list file) and writes\n"
+    "OUTDIR/checkpoint.bin, OUTDIR/log.csv and OUTDIR/weights.safetensors (EMA).\n"
+    "\n"
+    "  --mode M            scratch (restoration + classification, no mask),\n"
+    "                      maskdcpt (pre-training: 16x16 patches masked),\n"
+    "                      finetune (no mask; decoder conditioned on the true\n"
+    "                      label or, for half the crops, on the prediction)\n"
+    "  --init FILE         start from these weights (e.g. a pre-training export)\n"
+    "  --width W --enc L --middle N --dec L --window P --hidden H\n"
+    "                      architecture of a new network (default 16, 1,1,1,2, 2,\n"
+    "                      1,1,1,1, 192, 64); classes: the degradation registry\n"
+    "  --crop N            crop side, a multiple of 16, <= window (default 64)\n"
+    "  --batch N           crops per step (default 8)\n"
+    "  --steps N           optimizer steps in all (default 1000)\n"
+    "  --lr X --warmup N   AdamW learning rate (1e-3), warm-up steps (steps/20)\n"
+    "  --wd X              decoupled weight decay (0)\n"
+    "  --clip X            gradient-norm clip (1.0; 0 = off)\n"
+    "  --ema X             EMA decay of the exported weights (0.999)\n"
+    "  --focal-gamma X     focal loss gamma (2; 0 = cross-entropy)\n"
+    "  --cls-weight X      weight of the classification loss (0.1)\n"
+    "  --mask-ratio X      masked share of patches in maskdcpt mode (0.5)\n"
+    "  --seed N            every random draw follows from it (1)\n"
+    "  --threads N         worker threads (all CPUs)\n"
+    "  --checkpoint-every N   steps between checkpoints (100); also on Ctrl-C\n"
+    "  --resume            continue OUTDIR's run from its checkpoint\n";
+
+static int parse_list(const char *s, int *v) {
+  int n = 0;
+  for (const char *p = s; *p && n < MDC_MAX_LEVELS;) {
+    char *end;
+    long x = strtol(p, &end, 10);
+    if (end == p || x < 0 || x > MDC_MAX_BLOCKS) return -1;
+    v[n++] = (int)x;
+    p = *end == ',' ? end + 1 : end;
+    if (*end && *end != ',') return -1;
+  }
+  return n;
+}
+
+static void parse_args(int argc, char **argv, settings *s) {
+  static const struct option opts[] = {
+      {"mode", 1, 0, 'm'},     {"init", 1, 0, 'i'},      {"width", 1, 0, 'W'},
+      {"enc", 1, 0, 'e'},      {"middle", 1, 0, 'M'},    {"dec", 1, 0, 'd'},
+      {"window", 1, 0, 'P'},   {"hidden", 1, 0, 'H'},    {"crop", 1, 0, 'c'},
+      {"batch", 1, 0, 'b'},    {"steps", 1, 0, 's'},     {"lr", 1, 0, 'l'},
+      {"warmup", 1, 0, 'u'},   {"wd", 1, 0, 'w'},        {"clip", 1, 0, 'C'},
+      {"ema", 1, 0, 'E'},      {"focal-gamma", 1, 0, 'g'}, {"cls-weight", 1, 0, 'k'},
+      {"mask-ratio", 1, 0, 'r'}, {"seed", 1, 0, 'S'},    {"threads", 1, 0, 'j'},
+      {"checkpoint-every", 1, 0, 'K'}, {"resume", 0, 0, 'R'}, {"help", 0, 0, 'h'},
+      {0, 0, 0, 0}};
+  memset(s, 0, sizeof *s);
+  s->mode = MODE_MASKDCPT;
+  s->arch.width = 16;
+  s->arch.levels = parse_list("1,1,1,2", s->arch.enc_blocks);
+  parse_list("1,1,1,1", s->arch.dec_blocks);
+  s->arch.middle_blocks = 2;
+  s->arch.cls_hidden = 64;
+  s->arch.sca_window = 192;
+  s->arch.norm_eps = 1e-6f;
+  s->crop = 64, s->batch = 8, s->steps = 1000, s->warmup = -1, s->checkpoint_every = 100;
+  s->log_every = 10;
+  s->lr = 1e-3, s->clip = 1.0, s->ema = 0.999, s->focal_gamma = 2.0, s->cls_weight = 0.1;
+  s->mask_ratio = 0.5, s->val_fraction = 0.05, s->seed = 1;
+  int c;
+  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    switch (c) {
+    case 'm':
+      s->mode = !strcmp(optarg, "scratch") ? MODE_SCRATCH
+                : !strcmp(optarg, "maskdcpt") ? MODE_MASKDCPT
+                : !strcmp(optarg, "finetune") ? MODE_FINETUNE
+                                               : (die("unknown mode '%s'", optarg), MODE_SCRATCH);
+      break;
+    case 'i': s->init = optarg; break;
+    case 'W': s->arch.width = atoi(optarg); break;
+    case 'e': s->arch.levels = parse_list(optarg, s->arch.enc_blocks); break;
+    case 'M': s->arch.middle_blocks = atoi(optarg); break;
+    case 'd':
+      if (parse_list(optarg, s->arch.dec_blocks) != s->arch.levels)
+        die("--dec needs as many counts as --enc (%s)", optarg);
+      break;
+    case 'P': s->arch.sca_window = atoi(optarg); break;
+    case 'H': s->arch.cls_hidden = atoi(optarg); break;
+    case 'c': s->crop = atoi(optarg); break;
+    case 'b': s->batch = atoi(optarg); break;
+    case 's': s->steps = atol(optarg); break;
+    case 'l': s->lr = atof(optarg); break;
+    case 'u': s->warmup = atol(optarg); break;
+    case 'w': s->wd = atof(optarg); break;
+    case 'C': s->clip = atof(optarg); break;
+    case 'E': s->ema = atof(optarg); break;
+    case 'g': s->focal_gamma = atof(optarg); break;
+    case 'k': s->cls_weight = atof(optarg); break;
+    case 'r': s->mask_ratio = atof(optarg); break;
+    case 'S': s->seed = atol(optarg); break;
+    case 'j': s->threads = atoi(optarg); break;
+    case 'K': s->checkpoint_every = atol(optarg); break;
+    case 'R': s->resume = 1; break;
+    case 'h': fputs(usage, stdout); exit(0);
+    default: fputs(usage, stderr); exit(2);
+    }
+  }
+  if (argc - optind != 2) {
+    fputs(usage, stderr);
+    exit(2);
+  }
+  s->data = argv[optind];
+  s->out = argv[optind + 1];
+  if (s->warmup < 0) s->warmup = s->steps / 20;
+  if (s->batch < 1 || s->steps < 1 || s->crop < 16 || !(s->lr > 0) || s->mask_ratio < 0 ||
+      s->mask_ratio >= 1)
+    die("%s", "bad --batch, --steps, --crop, --lr or --mask-ratio");
+  s->arch.num_classes = dg_num_classes();
+  for (int i = 0; i < s->arch.num_classes; i++)
+    snprintf(s->arch.class_names[i], MDC_MAX_CLASS_NAME, "%s", dg_class_name(i));
+}
+
+/* The settings that must match for a resume, as JSON. */
+static char *settings_json(const settings *s) {
+  char *arch = mdc_arch_to_json(&s->arch), *buf = malloc(4096);
+  if (!arch || !buf) die("%s", "out of memory");
+  snprintf(buf, 4096,
+           "{\"mode\":\"%s\",\"arch\":%s,\"crop\":%d,\"batch\":%d,\"steps\":%ld,\"lr\":%g,"
+           "\"warmup\":%ld,\"wd\":%g,\"clip\":%g,\"ema\":%g,\"focal_gamma\":%g,"
+           "\"cls_weight\":%g,\"mask_ratio\":%g,\"seed\":%ld,\"init\":\"%s\","
+           "\"synthesis_version\":%d}",
+           mode_names[s->mode], arch, s->crop, s->batch, s->steps, s->lr, s->warmup, s->wd,
+           s->clip, s->ema, s->focal_gamma, s->cls_weight, s->mask_ratio, s->seed,
+           s->init ? s->init : "", DG_VERSION);
+  free(arch);
+  return buf;
+}
+
+/* splitmix64 for the masks */
+static uint64_t mix64(uint64_t x) {
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  return x ^ (x >> 31);
+}
+
+/* Exactly round(ratio * patches) patches masked, chosen by a seeded shuffle. */
+static void draw_mask(unsigned char *mask, int patches, double ratio, uint64_t seed) {
+  int n = patches * patches, masked = (int)(ratio * n + 0.5);
+  int order[4096];
+  for (int i = 0; i < n; i++) order[i] = i;
+  for (int i = n - 1; i > 0; i--) {
+    int j = (int)(mix64(seed + (uint64_t)i) % (uint64_t)(i + 1)), t = order[i];
+    order[i] = order[j];
+    order[j] = t;
+  }
+  for (int i = 0; i < n; i++) mask[order[i]] = i >= masked;
+}
+
+static int export_weights(const tr_net *t, const float *ema, const settings *s, long step,
+                          const char *path) {
+  mdc_weights w;
+  maskdcpt_error err;
+  char prov[2048], *cfg = settings_json(s), *synth = dg_registry_json();
+  snprintf(prov, sizeof prov,
+           "{\"kind\":\"trained\",\"trainer\":\"maskdcpt-train %s\",\"steps\":%ld,"
+           "\"data\":\"%s\",\"settings\":%s}",
+           maskdcpt_version_string(), step, s->data, cfg);
+  int rc = mdc_net_to_weights(&t->net, ema, &w, &err) == MASKDCPT_OK &&
+                   mdc_weights_set_metadata(&w, "provenance", prov, &err) == MASKDCPT_OK &&
+                   (!synth || mdc_weights_set_metadata(&w, "synthesis", synth, &err) == MASKDCPT_OK) &&
+                   mdc_weights_write(&w, path, 0, &err) == MASKDCPT_OK
+               ? 0
+               : -1;
+  if (rc) fprintf(stderr, "maskdcpt-train: %s\n", err.message);
+  mdc_weights_clear(&w);
+  free(cfg);
+  free(synth);
+  return rc;
+}
+
+int main(int argc, char **argv) {
+  settings s;
+  parse_args(argc, argv, &s);
+  char msg[1024], path[4096];
+  if (mkdir(s.out, 0755) != 0 && errno != EEXIST) die("cannot create %s", s.out);
+
+  /* network: new, or from --init */
+  mdc_weights w;
+  maskdcpt_error err;
+  if (s.init) {
+    if (mdc_weights_load(s.init, &w, &err) != MASKDCPT_OK) die("%s", err.message);
+    s.arch = w.arch;
+  } else if (mdc_weights_init_random(&w, &s.arch, (uint64_t)s.seed, 0.0f, &err) != MASKDCPT_OK) {
+    die("%s", err.message);
+  }
+  mdc_net net;
+  if (mdc_net_init(&net, &w, &err) != MASKDCPT_OK) die("%s", err.message);
+  mdc_weights_clear(&w);
+  tr_net t;
+  if (tr_net_init(&t, &net, s.crop, msg, sizeof msg) != 0) die("%s", msg);
+  mdc_backend *be = mdc_backend_cpu_best_new(s.threads);
+  if (!be || !be->conv1x1_backward) die("%s", "no CPU backend with backward passes");
+
+  tr_dataset ds;
+  if (tr_dataset_load(&ds, s.data, s.crop, s.val_fraction, 7, msg, sizeof msg) != 0)
+    die("%s", msg);
+
+  /* optimizer state: param (= the net's storage), m, v, ema */
+  tr_state st = {0};
+  st.n = t.num_params;
+  st.settings = settings_json(&s);
+  snprintf(path, sizeof path, "%s/checkpoint.bin", s.out);
+  float *opt = calloc(st.n * 3, sizeof(float));
+  if (!opt) die("%s", "out of memory");
+  st.param = t.net.storage, st.m = opt, st.v = opt + st.n, st.ema = opt + 2 * st.n;
+  memcpy(st.ema, st.param, st.n * sizeof(float));
+  if (s.resume) {
+    tr_state saved;
+    if (tr_checkpoint_read(path, &saved, msg, sizeof msg) != 0) die("%s", msg);
+    if (saved.n != st.n || strcmp(saved.settings, st.settings) != 0)
+      die("%s: the checkpoint was made with other settings", path);
+    memcpy(st.param, saved.param, st.n * sizeof(float) * 1);
+    memcpy(opt, saved.m, st.n * 3 * sizeof(float));
+    st.step = saved.step;
+    tr_state_free(&saved);
+    fprintf(stderr, "maskdcpt-train: resuming %s at step %ld\n", s.out, st.step);
+  }
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+
+  snprintf(path, sizeof path, "%s/log.csv", s.out);
+  FILE *log = fopen(path, s.resume ? "a" : "w");
+  if (!log) die("cannot write %s", path);
+  if (!s.resume) fprintf(log, "step,loss,l1,focal,accuracy,lr,grad_norm,crops_per_s\n");
+
+  size_t px = (size_t)s.crop * s.crop * 3;
+  float *clean = malloc(px * sizeof(float)), *deg = malloc(px * sizeof(float));
+  float *dout = malloc(px * sizeof(float));
+  int patches = s.crop >> s.arch.levels;
+  unsigned char *mask = malloc((size_t)patches * patches);
+  if (!clean || !deg || !dout || !mask || patches * patches > 4096) die("%s", "out of memory");
+  int k = s.arch.num_classes;
+  fprintf(stderr,
+          "maskdcpt-train: %s, %d training / %d validation photos, %lld parameters, crop %d, "
+          "batch %d, %ld steps, %s\n",
+          mode_names[s.mode], ds.num_train, ds.num_val, (long long)st.n, s.crop, s.batch, s.steps,
+          be->name);
+
+  double t_start = now_seconds(), t_log = t_start;
+  double sum_loss = 0, sum_l1 = 0, sum_focal = 0;
+  int correct = 0, seen = 0;
+  while (st.step < s.steps && !stop_requested) {
+    long step = st.step;
+    tr_net_zero_grad(&t);
+    for (int b = 0; b < s.batch; b++) {
+      tr_sample smp = {clean, deg, 0, 0};
+      if (tr_dataset_train_sample(&ds, (uint64_t)s.seed, step, b, s.crop, k, &smp, msg,
+                                  sizeof msg) != 0)
+        die("%s", msg);
+      float onehot[MDC_MAX_CLASSES] = {0};
+      onehot[smp.label] = 1.0f;
+      const unsigned char *m = NULL;
+      if (s.mode == MODE_MASKDCPT) {
+        draw_mask(mask, patches, s.mask_ratio, mix64((uint64_t)s.seed ^ mix64(step * 131 + b)));
+        m = mask;
+      }
+      /* fine-tuning teaches auto mode: half the crops use the prediction */
+      const float *cond = s.mode == MODE_FINETUNE && (b & 1) ? NULL : onehot;
+      tr_net_forward(&t, be, deg, m, cond, 1);
+      double l1 = be->l1_loss(be, t.out, clean, px, 1.0f / s.batch, dout);
+      double dlog[MDC_MAX_CLASSES];
+      double focal = tr_focal_loss(t.logits, k, smp.label, s.focal_gamma, s.cls_weight / s.batch,
+                                   dlog);
+      tr_net_backward(&t, be, dout, s.cls_weight > 0 ? dlog : NULL);
+      int best = 0;
+      for (int q = 1; q < k; q++)
+        if (t.logits[q] > t.logits[best]) best = q;
+      correct += best == smp.label;
+      seen++;
+      sum_l1 += l1, sum_focal += focal, sum_loss += l1 + s.cls_weight * focal;
+    }
+    double norm = tr_clip_grad_norm(t.grad, st.n, s.clip);
+    double lr = tr_lr_at(step, s.steps, s.warmup, s.lr, 0.01);
+    be->adamw_step(be, st.param, t.grad, st.m, st.v, st.n, (float)lr, 0.9f, 0.9f, 1e-8f,
+                   (float)s.wd, step + 1);
+    tr_ema_update(st.ema, st.param, st.n, (float)s.ema);
+    st.step = step + 1;
+
+    if (st.step % s.log_every == 0 || st.step == s.steps) {
+      double tnow = now_seconds(), rate = seen / (tnow - t_log);
+      double eta = (s.steps - st.step) * s.batch / (rate > 0 ? rate : 1);
+      fprintf(log, "%ld,%.6f,%.6f,%.6f,%.4f,%.6g,%.4f,%.2f\n", st.step, sum_loss / seen,
+              sum_l1 / seen, sum_focal / seen, (double)correct / seen, lr, norm, rate);
+      fflush(log);
+      fprintf(stderr,
+              "\rstep %ld/%ld  loss %.4f  l1 %.4f  focal %.3f  acc %.2f  lr %.2e  %.1f crops/s  "
+              "ETA %.0f s   ",
+              st.step, s.steps, sum_loss / seen, sum_l1 / seen, sum_focal / seen,
+              (double)correct / seen, lr, rate, eta);
+      t_log = tnow, sum_loss = sum_l1 = sum_focal = 0, correct = seen = 0;
+    }
+    if (st.step % s.checkpoint_every == 0 || st.step == s.steps || stop_requested) {
+      snprintf(path, sizeof path, "%s/checkpoint.bin", s.out);
+      if (tr_checkpoint_write(path, &st, msg, sizeof msg) != 0) die("%s", msg);
+    }
+  }
+  fputc('\n', stderr);
+  fclose(log);
+  snprintf(path, sizeof path, "%s/weights.safetensors", s.out);
+  int rc = export_weights(&t, st.ema, &s, st.step, path);
+  if (rc == 0)
+    fprintf(stderr, "maskdcpt-train: %s after %ld steps (%.0f s): %s\n",
+            stop_requested ? "stopped" : "done", st.step, now_seconds() - t_start, path);
+  free(clean), free(deg), free(dout), free(mask), free(opt), free(st.settings);
+  tr_dataset_free(&ds);
+  mdc_backend_free(be);
+  tr_net_free(&t);
+  return rc ? 1 : stop_requested ? 130 : 0;
+}
