@@ -15,6 +15,7 @@
 #include "checkpoint.h"
 #include "dataset.h"
 #include "degrade.h"
+#include "eval.h"
 #include "optim.h"
 #include "train_net.h"
 
@@ -53,6 +54,7 @@ static void die(const char *fmt, const char *arg) {
 
 static const char *usage =
     "Usage: maskdcpt-train DATA OUTDIR [OPTIONS]\n"
+    "       maskdcpt-train eval WEIGHTS DATA [--crop 128] [--level 0.5] [--csv FILE]\n"
     "Trains on the photos in DATA (a directory or a list file) and writes\n"
     "OUTDIR/checkpoint.bin, OUTDIR/log.csv and OUTDIR/weights.safetensors (EMA).\n"
     "\n"
@@ -70,7 +72,8 @@ static const char *usage =
     "  --lr X --warmup N   AdamW learning rate (1e-3), warm-up steps (steps/20)\n"
     "  --wd X              decoupled weight decay (0)\n"
     "  --clip X            gradient-norm clip (1.0; 0 = off)\n"
-    "  --ema X             EMA decay of the exported weights (0.999)\n"
+    "  --ema X             EMA decay of the exported weights (0.999; warmed up as\n"
+    "                      min(X, (1+step)/(10+step)))\n"
     "  --focal-gamma X     focal loss gamma (2; 0 = cross-entropy)\n"
     "  --cls-weight X      weight of the classification loss (0.1)\n"
     "  --mask-ratio X      masked share of patches in maskdcpt mode (0.5)\n"
@@ -229,6 +232,7 @@ static int export_weights(const tr_net *t, const float *ema, const settings *s, 
 }
 
 int main(int argc, char **argv) {
+  if (argc > 1 && strcmp(argv[1], "eval") == 0) return tr_eval_main(argc - 1, argv + 1);
   settings s;
   parse_args(argc, argv, &s);
   char msg[1024], path[4096];
@@ -333,7 +337,9 @@ int main(int argc, char **argv) {
     double lr = tr_lr_at(step, s.steps, s.warmup, s.lr, 0.01);
     be->adamw_step(be, st.param, t.grad, st.m, st.v, st.n, (float)lr, 0.9f, 0.9f, 1e-8f,
                    (float)s.wd, step + 1);
-    tr_ema_update(st.ema, st.param, st.n, (float)s.ema);
+    /* EMA warm-up: early on, the average follows the weights closely */
+    double decay = fmin(s.ema, (1.0 + step) / (10.0 + step));
+    tr_ema_update(st.ema, st.param, st.n, (float)decay);
     st.step = step + 1;
 
     if (st.step % s.log_every == 0 || st.step == s.steps) {
