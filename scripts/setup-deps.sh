@@ -39,7 +39,7 @@ os_id=""
 if [ "$os_id" = debian ]; then jpeg_pkg=libjpeg62-turbo-dev; else jpeg_pkg=libjpeg-dev; fi
 
 packages=(gcc meson ninja-build pkg-config libjson-c-dev libpng-dev "$jpeg_pkg"
-          libwebp-dev clang debootstrap)
+          libwebp-dev gettext clang debootstrap)
 
 SUDO=()
 if [ "$(id -u)" -ne 0 ]; then
