@@ -124,7 +124,7 @@ struct mdc_backend {
                                   int s_per_pixel, size_t n, int c, const float *dy, float *dx,
                                   float *ds);
   /* y = a + s * b: da = dy (the caller reuses dy), db = s * dy (overwritten),
-   * ds += sum_n dy * b. */
+   * ds += sum_n dy * b.  s NULL (plain add): db = dy. */
   void (*add_scaled_backward)(mdc_backend *be, const float *b, const float *s, size_t n, int c,
                               const float *dy, float *db, float *ds);
   /* y = PixelShuffle2(x) + skip: dx [h][w][4c] overwritten; dskip = dy. */
@@ -132,11 +132,12 @@ struct mdc_backend {
                                 float *dx);
 
   /* Losses over n values: returns the loss, writes its gradient times
-   * `scale` into grad (NULL: not needed).  L1 is the mean absolute error. */
+   * `scale` into grad (NULL: not needed).  L1 is the mean absolute error:
+   * grad = sign(pred - target) * scale / n, 0 where pred == target. */
   double (*l1_loss)(mdc_backend *be, const float *pred, const float *target, size_t n,
                     float scale, float *grad);
   /* One AdamW step over n parameters (decoupled weight decay wd; `step`
-   * counts from 1, for the bias corrections). */
+   * counts from 1, for the bias corrections; below 1 it is taken as 1). */
   void (*adamw_step)(mdc_backend *be, float *param, const float *grad, float *m, float *v,
                      size_t n, float lr, float beta1, float beta2, float eps, float wd,
                      long step);

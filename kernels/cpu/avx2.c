@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "avx2_internal.h"
+#include "scalar_backward.h"
 
 /* ---------------------------------------------------------- dwconv3x3 */
 
@@ -272,5 +273,7 @@ mdc_backend *mdc_cpu_avx2_create(int threads) {
   be->pixelshuffle_add = avx2_pixelshuffle_add;
   be->nafblock_scratch_size = mdc_avx2_nafblock_scratch_size;
   be->nafblock_forward = mdc_avx2_nafblock_forward;
+  mdc_cpu_scalar_backward_init(be); /* then the fast training entries: */
+  mdc_avx2_backward_init(be);
   return be;
 }

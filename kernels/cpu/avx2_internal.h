@@ -47,6 +47,19 @@ static inline __m256 mdc_avx2_reduce8(const __m256 *v) {
   return _mm256_add_ps(_mm256_permute2f128_ps(q0, q1, 0x20), _mm256_permute2f128_ps(q0, q1, 0x31));
 }
 
+/* d[0..n) += the first n lanes of v, in double (n in 1..8). */
+static inline void mdc_avx2_add_to_double(double *d, __m256 v, int n) {
+  if (n >= 8) {
+    _mm256_storeu_pd(d, _mm256_add_pd(_mm256_loadu_pd(d), _mm256_cvtps_pd(_mm256_castps256_ps128(v))));
+    _mm256_storeu_pd(d + 4, _mm256_add_pd(_mm256_loadu_pd(d + 4),
+                                          _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
+    return;
+  }
+  _Alignas(32) float t[8];
+  _mm256_store_ps(t, v);
+  for (int i = 0; i < n; i++) d[i] += t[i];
+}
+
 /* Entries defined in avx2_conv.c and avx2_pool.c. */
 void mdc_avx2_conv1x1(mdc_backend *be, const float *x, size_t n, int cin, const float *w,
                       const float *b, int cout, float *y);
@@ -61,6 +74,36 @@ void mdc_avx2_pool_mean(mdc_backend *be, const float *x, int h, int w, int c, in
  * in float. */
 void mdc_avx2_layernorm_rows(const float *x, size_t m, int c, const float *g, const float *b,
                              float eps, float *y, float *mean, float *rstd);
+
+/* Training entries: avx2_backward.c installs the fast ones (over the
+ * scalar ones the constructor put in first); avx2_conv_backward.c holds
+ * the convolutions'. */
+void mdc_avx2_backward_init(mdc_backend *be);
+void mdc_avx2_conv1x1_backward(mdc_backend *be, const float *x, size_t n, int cin,
+                               const float *w, int cout, const float *dy, float *dx, float *dw,
+                               float *db);
+void mdc_avx2_conv3x3_backward(mdc_backend *be, const float *x, int h, int w, int cin,
+                               const float *wt, int cout, const float *dy, float *dx, float *dwt,
+                               float *db);
+void mdc_avx2_conv2x2s2_backward(mdc_backend *be, const float *x, int h, int w, int cin,
+                                 const float *wt, int cout, const float *dy, float *dx,
+                                 float *dwt, float *db);
+/* Weight-gradient pieces (avx2_conv_backward.c).  pw[k][o] += sum over m
+ * pixels of x[i][k] dy[i][o] (x rows ldx apart, dy rows cout apart), float
+ * sums over the m pixels added in double; pb[o] += column sums of dy
+ * likewise; and the final step: parts partials of [wsz + cout] doubles
+ * (dW, then db) summed in part order (into part 0) and added to dw / db
+ * (either NULL). */
+/* Packs W^T (cout rows of cin columns) in mdc_avx2_pack's layout straight
+ * from w[cin][cout]; mdc_avx2_packed_size(cout, cin, MDC_EPI_BIAS) floats. */
+void mdc_avx2_pack_transposed(const float *w, int cin, int cout, float *dst);
+void mdc_avx2_wgrad_rows(const float *x, ptrdiff_t ldx, int cin, const float *dy, int cout, int m,
+                         double *pw);
+void mdc_avx2_colsum_rows(const float *dy, int cout, int m, double *pb);
+void mdc_avx2_partials_add(double *part, int parts, size_t wsz, float *dw, int cout, float *db);
+void mdc_avx2_dwconv3x3_backward(mdc_backend *be, const float *x, int h, int w, int c,
+                                 const float *wt, const float *dy, float *dx, float *dwt,
+                                 float *db);
 
 /* The fused NAFBlock, avx2_nafblock.c. */
 size_t mdc_avx2_nafblock_scratch_size(mdc_backend *be, int c, int h, int w, int window);

@@ -46,6 +46,35 @@ static inline void mdc_pool_box(int p, int size, int window, int *start, int *le
   *len = window;
 }
 
+/* The outputs whose box contains position q along one axis:
+ * [*lo, *hi), contiguous because box starts never decrease with p (the
+ * inverse of mdc_pool_box, for pool_mean_backward). */
+static inline void mdc_pool_span(int q, int size, int window, int *lo, int *hi) {
+  if (window >= size) {
+    *lo = 0;
+    *hi = size;
+    return;
+  }
+  int half = window / 2;
+  /* start(p) <= q: every p once q reaches the last start, else p <= q + half */
+  *hi = q >= size - window ? size : q + half + 1;
+  /* start(p) > q - window: every p while q < window, else p > q - window + half */
+  *lo = q < window ? 0 : q - window + half + 1;
+}
+
+/* Splits [0, n) into about n / grain tasks (at most 4096): a split fixed
+ * by the shape, never by the thread count. */
+static inline int mdc_cpu_range_tasks(size_t n, size_t grain) {
+  size_t t = (n + grain - 1) / grain;
+  if (t > 4096) t = 4096;
+  return t < 1 ? 1 : (int)t;
+}
+
+static inline void mdc_cpu_range(size_t n, int tasks, int t, size_t *lo, size_t *hi) {
+  *lo = n * (size_t)t / (size_t)tasks;
+  *hi = n * (size_t)(t + 1) / (size_t)tasks;
+}
+
 /* The scalar reference pool_mean, for the AVX2 backend's out-of-memory
  * fallback. */
 void mdc_cpu_scalar_pool_mean(mdc_backend *be, const float *x, int h, int w, int c, int window,

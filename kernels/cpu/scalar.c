@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "cpu_internal.h"
+#include "scalar_backward.h"
 
 /* ------------------------------------------------------------ helpers */
 
@@ -417,5 +418,6 @@ mdc_backend *mdc_backend_cpu_scalar_new(int threads) {
   be->pixelshuffle_add = scalar_pixelshuffle_add;
   be->nafblock_scratch_size = scalar_nafblock_scratch_size;
   be->nafblock_forward = scalar_nafblock_forward;
+  mdc_cpu_scalar_backward_init(be); /* training entries: scalar_backward.c */
   return be;
 }
