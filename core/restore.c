@@ -52,6 +52,15 @@ static void gather_rgb(const maskdcpt_image *img, int x0, int y0, int w, int h, 
   }
 }
 
+/* Classification crops of an image: their size and how much progress
+ * they count for (the encoder is about half the network). */
+static int crop_side(int size) { return size < MDC_CLASS_CROP ? size : MDC_CLASS_CROP; }
+
+static double classify_units(int width, int height) {
+  int xs[3], ys[3], cw = crop_side(width), ch = crop_side(height);
+  return 0.5 * cw * ch * mdc_class_crops(width, cw, xs) * mdc_class_crops(height, ch, ys);
+}
+
 /* Working memory for tiles of th x tw: the network's plus the tile's
  * input and output. */
 static size_t tile_bytes(maskdcpt_context *ctx, int th, int tw) {
@@ -95,9 +104,7 @@ void maskdcpt_context_plan(maskdcpt_context *ctx, int width, int height, int *ti
       bytes = tile_bytes(ctx, ay.max_size, ax.max_size);
     mdc_tile_axis_clear(&ax);
     mdc_tile_axis_clear(&ay);
-    int ch = MDC_CLASS_CROP < height ? MDC_CLASS_CROP : height;
-    int cw = MDC_CLASS_CROP < width ? MDC_CLASS_CROP : width;
-    size_t cb = tile_bytes(ctx, ch, cw);
+    size_t cb = tile_bytes(ctx, crop_side(height), crop_side(width));
     if (cb > bytes) bytes = cb;
   }
   if (tile_size) *tile_size = tile;
@@ -128,8 +135,7 @@ static maskdcpt_status classify_image(maskdcpt_context *ctx, const maskdcpt_imag
                                       float *probs, progress *prog, maskdcpt_error *err) {
   const mdc_net *net = &ctx->model->net;
   const mdc_arch *a = &net->arch;
-  int cw = img->width < MDC_CLASS_CROP ? img->width : MDC_CLASS_CROP;
-  int ch = img->height < MDC_CLASS_CROP ? img->height : MDC_CLASS_CROP;
+  int cw = crop_side(img->width), ch = crop_side(img->height);
   int xs[3], ys[3];
   int nx = mdc_class_crops(img->width, cw, xs), ny = mdc_class_crops(img->height, ch, ys);
   size_t net_bytes = mdc_net_work_bytes(net, ctx->backend, ch, cw);
@@ -168,12 +174,7 @@ maskdcpt_status maskdcpt_classify(maskdcpt_context *ctx, const maskdcpt_image *i
   maskdcpt_status st = check_image(image, "input", err);
   if (st == MASKDCPT_OK) st = mdc_context_backend(ctx, err);
   if (st != MASKDCPT_OK) return st;
-  progress prog = {ctx, 0.0, 0.0};
-  int cw = image->width < MDC_CLASS_CROP ? image->width : MDC_CLASS_CROP;
-  int ch = image->height < MDC_CLASS_CROP ? image->height : MDC_CLASS_CROP;
-  int xs[3], ys[3];
-  prog.total = 0.5 * cw * ch * mdc_class_crops(image->width, cw, xs) *
-               mdc_class_crops(image->height, ch, ys);
+  progress prog = {ctx, 0.0, classify_units(image->width, image->height)};
   return classify_image(ctx, image, probs, &prog, err);
 }
 
@@ -279,11 +280,7 @@ maskdcpt_status maskdcpt_restore(maskdcpt_context *ctx, const maskdcpt_image *in
   progress prog = {ctx, 0.0, (double)in->width * in->height};
   float probs[MDC_MAX_CLASSES];
   if (class_index == MASKDCPT_CLASS_AUTO) {
-    int cw = in->width < MDC_CLASS_CROP ? in->width : MDC_CLASS_CROP;
-    int ch = in->height < MDC_CLASS_CROP ? in->height : MDC_CLASS_CROP;
-    int xs[3], ys[3];
-    prog.total += 0.5 * cw * ch * mdc_class_crops(in->width, cw, xs) *
-                  mdc_class_crops(in->height, ch, ys);
+    prog.total += classify_units(in->width, in->height);
     st = classify_image(ctx, in, probs, &prog, err);
   } else {
     for (int q = 0; q < k; q++) probs[q] = q == class_index ? 1.0f : 0.0f;
