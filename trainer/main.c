@@ -17,6 +17,7 @@
 #include "degrade.h"
 #include "eval.h"
 #include "optim.h"
+#include "plot.h"
 #include "train_net.h"
 
 typedef enum { MODE_SCRATCH, MODE_MASKDCPT, MODE_FINETUNE } train_mode;
@@ -55,8 +56,10 @@ static void die(const char *fmt, const char *arg) {
 static const char *usage =
     "Usage: maskdcpt-train DATA OUTDIR [OPTIONS]\n"
     "       maskdcpt-train eval WEIGHTS DATA [--crop 128] [--level 0.5] [--csv FILE]\n"
+    "       maskdcpt-train plot OUT.png LOG.csv[=LABEL]...\n"
     "Trains on the photos in DATA (a directory or a list file) and writes\n"
-    "OUTDIR/checkpoint.bin, OUTDIR/log.csv and OUTDIR/weights.safetensors (EMA).\n"
+    "OUTDIR/checkpoint.bin, OUTDIR/log.csv, OUTDIR/curves.png and\n"
+    "OUTDIR/weights.safetensors (EMA).\n"
     "\n"
     "  --mode M            scratch (restoration + classification, no mask),\n"
     "                      maskdcpt (pre-training: 16x16 patches masked),\n"
@@ -233,6 +236,7 @@ static int export_weights(const tr_net *t, const float *ema, const settings *s, 
 
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "eval") == 0) return tr_eval_main(argc - 1, argv + 1);
+  if (argc > 1 && strcmp(argv[1], "plot") == 0) return tr_plot_main(argc - 1, argv + 1);
   settings s;
   parse_args(argc, argv, &s);
   char msg[1024], path[4096];
@@ -358,6 +362,12 @@ int main(int argc, char **argv) {
     if (st.step % s.checkpoint_every == 0 || st.step == s.steps || stop_requested) {
       snprintf(path, sizeof path, "%s/checkpoint.bin", s.out);
       if (tr_checkpoint_write(path, &st, msg, sizeof msg) != 0) die("%s", msg);
+      char log_path[4096], png[4096];
+      snprintf(log_path, sizeof log_path, "%s/log.csv", s.out);
+      snprintf(png, sizeof png, "%s/curves.png", s.out);
+      const char *lp = log_path, *label = mode_names[s.mode];
+      if (tr_plot_logs(png, &lp, &label, 1, msg, sizeof msg) != 0)
+        fprintf(stderr, "maskdcpt-train: %s\n", msg);
     }
   }
   fputc('\n', stderr);
