@@ -10,17 +10,18 @@
 #include "train_net.h"
 
 /* L = sum(w_out * out) + sum(w_log * logits), in double. */
+/* w_out NULL: the classifier alone (DCPT's second pass). */
 static double loss(tr_net *t, mdc_backend *be, const float *in, const unsigned char *mask,
                    const float *cond, const float *w_out, const double *w_log) {
-  tr_net_forward(t, be, in, mask, cond, 1);
+  tr_net_forward(t, be, in, mask, cond, w_out != NULL);
   double l = 0;
   size_t n = (size_t)t->crop * t->crop * 3;
-  for (size_t i = 0; i < n; i++) l += (double)w_out[i] * t->out[i];
+  for (size_t i = 0; w_out && i < n; i++) l += (double)w_out[i] * t->out[i];
   for (int q = 0; q < t->net.arch.num_classes; q++) l += w_log[q] * t->logits[q];
   return l;
 }
 
-static void check_gradients(int masked, int window, int fast) {
+static void check_gradients(int masked, int window, int fast, int classify_only) {
   mdc_arch a;
   tu_small_arch(&a, 4, 2, window);
   mdc_weights w;
@@ -44,9 +45,10 @@ static void check_gradients(int masked, int window, int fast) {
   unsigned char mask[4] = {1, 0, 0, 1}; /* 2x2 patches of 4 px */
   const unsigned char *m = masked ? mask : NULL;
 
+  const float *wo = classify_only ? NULL : w_out;
   tr_net_zero_grad(&t);
-  loss(&t, be, in, m, cond, w_out, w_log);
-  tr_net_backward(&t, be, w_out, w_log);
+  loss(&t, be, in, m, cond, wo, w_log);
+  tr_net_backward(&t, be, wo, w_log);
 
   /* every tensor: its largest-gradient element and a few others */
   int nt = mdc_arch_num_tensors(&a), bad = 0, checked = 0;
@@ -62,9 +64,9 @@ static void check_gradients(int masked, int window, int fast) {
        * where the loss bends sharply */
       double h = 1e-3 * fmax(1.0, fabs(keep));
       t.net.storage[i] = (float)(keep + h);
-      double lp = loss(&t, be, in, m, cond, w_out, w_log);
+      double lp = loss(&t, be, in, m, cond, wo, w_log);
       t.net.storage[i] = (float)(keep - h);
-      double lm = loss(&t, be, in, m, cond, w_out, w_log);
+      double lm = loss(&t, be, in, m, cond, wo, w_log);
       t.net.storage[i] = keep;
       double num = (lp - lm) / (2 * h), ana = t.grad[i];
       double err = fabs(num - ana) / fmax(1.0, fabs(num));
@@ -77,8 +79,8 @@ static void check_gradients(int masked, int window, int fast) {
     }
     off += (size_t)s.numel;
   }
-  printf("%s, mask %d, window %d: %d parameters checked, worst relative error %.2e\n", be->name,
-         masked, window, checked, worst);
+  printf("%s, mask %d, window %d%s: %d parameters checked, worst relative error %.2e\n",
+         be->name, masked, window, classify_only ? ", classifier only" : "", checked, worst);
   CHECK(bad == 0, "%s mask %d window %d: %d of %d gradients off", be->name, masked, window, bad,
         checked);
   free(in);
@@ -166,10 +168,11 @@ int main(void) {
   check_checkpoint();
   check_focal();
   check_export_round_trip();
-  check_gradients(0, 0, 0);
-  check_gradients(1, 0, 0);
-  check_gradients(0, 64, 0);
-  check_gradients(0, 0, 1);
-  check_gradients(1, 0, 1);
+  check_gradients(0, 0, 0, 0);
+  check_gradients(1, 0, 0, 0);
+  check_gradients(0, 64, 0, 0);
+  check_gradients(0, 0, 0, 1);
+  check_gradients(0, 0, 1, 0);
+  check_gradients(1, 0, 1, 0);
   return tu_finish();
 }

@@ -20,8 +20,8 @@
 #include "plot.h"
 #include "train_net.h"
 
-typedef enum { MODE_SCRATCH, MODE_MASKDCPT, MODE_FINETUNE } train_mode;
-static const char *mode_names[] = {"scratch", "maskdcpt", "finetune"};
+typedef enum { MODE_SCRATCH, MODE_MASKDCPT, MODE_DCPT, MODE_FINETUNE } train_mode;
+static const char *mode_names[] = {"scratch", "maskdcpt", "dcpt", "finetune"};
 
 typedef struct settings {
   const char *data, *out, *init;
@@ -63,6 +63,8 @@ static const char *usage =
     "\n"
     "  --mode M            scratch (restoration + classification, no mask),\n"
     "                      maskdcpt (pre-training: 16x16 patches masked),\n"
+    "                      dcpt (pre-training, two passes: autoencode the clean\n"
+    "                      crop; classify the degraded one),\n"
     "                      finetune (no mask; decoder conditioned on the true\n"
     "                      label or, for half the crops, on the prediction)\n"
     "  --init FILE         start from these weights (e.g. a pre-training export)\n"
@@ -128,6 +130,7 @@ static void parse_args(int argc, char **argv, settings *s) {
     case 'm':
       s->mode = !strcmp(optarg, "scratch") ? MODE_SCRATCH
                 : !strcmp(optarg, "maskdcpt") ? MODE_MASKDCPT
+                : !strcmp(optarg, "dcpt")     ? MODE_DCPT
                 : !strcmp(optarg, "finetune") ? MODE_FINETUNE
                                                : (die("unknown mode '%s'", optarg), MODE_SCRATCH);
       break;
@@ -322,14 +325,27 @@ int main(int argc, char **argv) {
         draw_mask(mask, patches, s.mask_ratio, mix64((uint64_t)s.seed ^ mix64(step * 131 + b)));
         m = mask;
       }
-      /* fine-tuning teaches auto mode: half the crops use the prediction */
-      const float *cond = s.mode == MODE_FINETUNE && (b & 1) ? NULL : onehot;
-      tr_net_forward(&t, be, deg, m, cond, 1);
-      double l1 = be->l1_loss(be, t.out, clean, px, 1.0f / s.batch, dout);
-      double dlog[MDC_MAX_CLASSES];
-      double focal = tr_focal_loss(t.logits, k, smp.label, s.focal_gamma, s.cls_weight / s.batch,
-                                   dlog);
-      tr_net_backward(&t, be, dout, s.cls_weight > 0 ? dlog : NULL);
+      double l1, focal, dlog[MDC_MAX_CLASSES];
+      if (s.mode == MODE_DCPT) {
+        /* DCPT: the network autoencodes the clean crop (conditioned on
+         * "clean"), and the classifier names the degraded crop's damage
+         * from its encoder features: two forward and backward passes. */
+        float clean_class[MDC_MAX_CLASSES] = {1.0f};
+        tr_net_forward(&t, be, clean, NULL, clean_class, 1);
+        l1 = be->l1_loss(be, t.out, clean, px, 1.0f / s.batch, dout);
+        tr_net_backward(&t, be, dout, NULL);
+        tr_net_forward(&t, be, deg, NULL, NULL, 0);
+        focal = tr_focal_loss(t.logits, k, smp.label, s.focal_gamma, s.cls_weight / s.batch, dlog);
+        tr_net_backward(&t, be, NULL, dlog);
+      } else {
+        /* fine-tuning teaches auto mode: half the crops use the prediction */
+        const float *cond = s.mode == MODE_FINETUNE && (b & 1) ? NULL : onehot;
+        tr_net_forward(&t, be, deg, m, cond, 1);
+        l1 = be->l1_loss(be, t.out, clean, px, 1.0f / s.batch, dout);
+        focal = tr_focal_loss(t.logits, k, smp.label, s.focal_gamma, s.cls_weight / s.batch,
+                              dlog);
+        tr_net_backward(&t, be, dout, s.cls_weight > 0 ? dlog : NULL);
+      }
       int best = 0;
       for (int q = 1; q < k; q++)
         if (t.logits[q] > t.logits[best]) best = q;
