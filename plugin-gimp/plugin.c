@@ -43,7 +43,10 @@ mdg_set_i18n (GimpPlugIn   *plug_in,
               gchar       **gettext_domain,
               gchar       **catalog_dir)
 {
-  bindtextdomain (GETTEXT_PACKAGE, MASKDCPT_LOCALEDIR);
+  /* $MASKDCPT_LOCALEDIR: catalogs of an uninstalled build (BUILD/po). */
+  const gchar *dir = g_getenv ("MASKDCPT_LOCALEDIR");
+
+  bindtextdomain (GETTEXT_PACKAGE, dir && dir[0] ? dir : MASKDCPT_LOCALEDIR);
   bind_textdomain_codeset (GETTEXT_PACKAGE, "UTF-8");
   return FALSE;
 }
@@ -144,7 +147,7 @@ mdg_create_procedure (GimpPlugIn  *plug_in,
     MDG_AUTO, G_PARAM_READWRITE);
 
   gimp_procedure_add_double_argument (procedure, "strength",
-    _("_Strength"),
+    _("S_trength"),
     _("How much of the restoration to apply: 0 leaves the image unchanged, "
       "1 applies it fully."),
     0.0, 1.0, 1.0, G_PARAM_READWRITE);
