@@ -19,6 +19,7 @@
 #include "optim.h"
 #include "plot.h"
 #include "train_net.h"
+#include "validate.h"
 
 typedef enum { MODE_SCRATCH, MODE_MASKDCPT, MODE_DCPT, MODE_FINETUNE } train_mode;
 static const char *mode_names[] = {"scratch", "maskdcpt", "dcpt", "finetune"};
@@ -58,7 +59,8 @@ static const char *usage =
     "       maskdcpt-train eval WEIGHTS DATA [--crop 128] [--level 0.5] [--csv FILE]\n"
     "       maskdcpt-train plot OUT.png LOG.csv[=LABEL]...\n"
     "Trains on the photos in DATA (a directory or a list file) and writes\n"
-    "OUTDIR/checkpoint.bin, OUTDIR/log.csv, OUTDIR/curves.png and\n"
+    "OUTDIR/checkpoint.bin, OUTDIR/log.csv, OUTDIR/curves.png, OUTDIR/validation.csv,\n"
+    "OUTDIR/validation.png (degraded / restored / clean per class) and\n"
     "OUTDIR/weights.safetensors (EMA).\n"
     "\n"
     "  --mode M            scratch (restoration + classification, no mask),\n"
@@ -293,6 +295,9 @@ int main(int argc, char **argv) {
   FILE *log = fopen(path, s.resume ? "a" : "w");
   if (!log) die("cannot write %s", path);
   if (!s.resume) fprintf(log, "step,loss,l1,focal,accuracy,lr,grad_norm,crops_per_s\n");
+  snprintf(path, sizeof path, "%s/validation.csv", s.out);
+  FILE *val_log = fopen(path, s.resume ? "a" : "w");
+  if (val_log && !s.resume) fprintf(val_log, "step,psnr_input,psnr_restored,accuracy\n");
 
   size_t px = (size_t)s.crop * s.crop * 3;
   float *clean = malloc(px * sizeof(float)), *deg = malloc(px * sizeof(float));
@@ -384,10 +389,22 @@ int main(int argc, char **argv) {
       const char *lp = log_path, *label = mode_names[s.mode];
       if (tr_plot_logs(png, &lp, &label, 1, msg, sizeof msg) != 0)
         fprintf(stderr, "maskdcpt-train: %s\n", msg);
+      /* validation: current weights, auto mode, one crop per class */
+      if (ds.num_val > 0) {
+        tr_val_result v;
+        snprintf(png, sizeof png, "%s/validation.png", s.out);
+        if (tr_validate(&t, be, &ds, k, png, &v, msg, sizeof msg) != 0) {
+          fprintf(stderr, "maskdcpt-train: %s\n", msg);
+        } else if (val_log) {
+          fprintf(val_log, "%ld,%.4f,%.4f,%.4f\n", st.step, v.psnr_in, v.psnr_out, v.accuracy);
+          fflush(val_log);
+        }
+      }
     }
   }
   fputc('\n', stderr);
   fclose(log);
+  if (val_log) fclose(val_log);
   snprintf(path, sizeof path, "%s/weights.safetensors", s.out);
   int rc = export_weights(&t, st.ema, &s, st.step, path);
   if (rc == 0)
