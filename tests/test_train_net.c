@@ -5,7 +5,12 @@
 #include <unistd.h>
 
 #include "test_util.h"
+#include <sys/stat.h>
+
 #include "checkpoint.h"
+#include "dataset.h"
+#include "image_io.h"
+#include "loader.h"
 #include "optim.h"
 #include "train_net.h"
 
@@ -164,7 +169,50 @@ static void check_checkpoint(void) {
   free(a);
 }
 
+/* The prefetching loader gives exactly the dataset's samples, whatever
+ * its number of workers. */
+static void check_loader(void) {
+  char dir[512], path[600], msg[512];
+  tu_tmp_path(dir, sizeof dir, "photos");
+  mkdir(dir, 0755);
+  for (int i = 0; i < 3; i++) {
+    img_image img = {tu_test_image(80, 72, 3, 30 + i), 80, 72, 3, 8, IMG_FORMAT_PNG};
+    snprintf(path, sizeof path, "%s/p%d.png", dir, i);
+    CHECK(img_write(path, &img, 8, 0, msg, sizeof msg) == 0, "write %s: %s", path, msg);
+    free(img.data);
+  }
+  tr_dataset ds;
+  CHECK(tr_dataset_load(&ds, dir, 32, 0.34, 7, msg, sizeof msg) == 0, "dataset: %s", msg);
+  CHECK(ds.count == 3 && ds.num_val == 1 && ds.num_train == 2, "split %d/%d", ds.num_train,
+        ds.num_val);
+  int crop = 32, batch = 3;
+  size_t px = (size_t)crop * crop * 3;
+  float *c = malloc(px * 4), *d = malloc(px * 4);
+  tr_loader *l1 = tr_loader_new(&ds, 5, crop, batch, 12, 1, msg, sizeof msg);
+  tr_loader *l3 = tr_loader_new(&ds, 5, crop, batch, 12, 3, msg, sizeof msg);
+  int same = l1 && l3;
+  for (long step = 0; same && step < 4; step++) {
+    const tr_sample *a, *b;
+    same = tr_loader_next(l1, step, &a, msg, sizeof msg) == 0 &&
+           tr_loader_next(l3, step, &b, msg, sizeof msg) == 0;
+    for (int i = 0; same && i < batch; i++) {
+      tr_sample direct = {c, d, 0, 0};
+      same = tr_dataset_train_sample(&ds, 5, step, i, crop, 12, &direct, msg, sizeof msg) == 0 &&
+             a[i].label == direct.label && b[i].label == direct.label &&
+             memcmp(a[i].degraded, d, px * 4) == 0 && memcmp(b[i].degraded, d, px * 4) == 0 &&
+             memcmp(a[i].clean, c, px * 4) == 0;
+    }
+  }
+  CHECK(same, "loader batches equal the direct samples with 1 and 3 workers");
+  tr_loader_free(l1);
+  tr_loader_free(l3);
+  free(c);
+  free(d);
+  tr_dataset_free(&ds);
+}
+
 int main(void) {
+  check_loader();
   check_checkpoint();
   check_focal();
   check_export_round_trip();

@@ -16,6 +16,7 @@
 #include "dataset.h"
 #include "degrade.h"
 #include "eval.h"
+#include "loader.h"
 #include "optim.h"
 #include "plot.h"
 #include "train_net.h"
@@ -28,7 +29,7 @@ typedef struct settings {
   const char *data, *out, *init;
   train_mode mode;
   mdc_arch arch;
-  int crop, batch, threads;
+  int crop, batch, threads, loader_threads;
   long steps, warmup, checkpoint_every, log_every;
   double lr, wd, clip, ema, focal_gamma, cls_weight, mask_ratio, val_fraction;
   long seed;
@@ -85,7 +86,8 @@ static const char *usage =
     "  --cls-weight X      weight of the classification loss (0.1)\n"
     "  --mask-ratio X      masked share of patches in maskdcpt mode (0.5)\n"
     "  --seed N            every random draw follows from it (1)\n"
-    "  --threads N         worker threads (all CPUs)\n"
+    "  --threads N         compute threads (all CPUs)\n"
+    "  --loader-threads N  threads preparing the next batch meanwhile (1)\n"
     "  --checkpoint-every N   steps between checkpoints (100); also on Ctrl-C\n"
     "  --resume            continue OUTDIR's run from its checkpoint\n";
 
@@ -112,6 +114,7 @@ static void parse_args(int argc, char **argv, settings *s) {
       {"ema", 1, 0, 'E'},      {"focal-gamma", 1, 0, 'g'}, {"cls-weight", 1, 0, 'k'},
       {"mask-ratio", 1, 0, 'r'}, {"seed", 1, 0, 'S'},    {"threads", 1, 0, 'j'},
       {"checkpoint-every", 1, 0, 'K'}, {"resume", 0, 0, 'R'}, {"help", 0, 0, 'h'},
+      {"loader-threads", 1, 0, 'L'},
       {0, 0, 0, 0}};
   memset(s, 0, sizeof *s);
   s->mode = MODE_MASKDCPT;
@@ -123,6 +126,7 @@ static void parse_args(int argc, char **argv, settings *s) {
   s->arch.sca_window = 192;
   s->arch.norm_eps = 1e-6f;
   s->crop = 64, s->batch = 8, s->steps = 1000, s->warmup = -1, s->checkpoint_every = 100;
+  s->loader_threads = 1;
   s->log_every = 10;
   s->lr = 1e-3, s->clip = 1.0, s->ema = 0.999, s->focal_gamma = 2.0, s->cls_weight = 0.1;
   s->mask_ratio = 0.5, s->val_fraction = 0.05, s->seed = 1;
@@ -161,6 +165,7 @@ static void parse_args(int argc, char **argv, settings *s) {
     case 'j': s->threads = atoi(optarg); break;
     case 'K': s->checkpoint_every = atol(optarg); break;
     case 'R': s->resume = 1; break;
+    case 'L': s->loader_threads = atoi(optarg); break;
     case 'h': fputs(usage, stdout); exit(0);
     default: fputs(usage, stderr); exit(2);
     }
@@ -173,6 +178,7 @@ static void parse_args(int argc, char **argv, settings *s) {
   s->out = argv[optind + 1];
   if (s->warmup < 0) s->warmup = s->steps / 20;
   if (s->batch < 1 || s->steps < 1 || s->crop < 16 || !(s->lr > 0) || s->mask_ratio < 0 ||
+      s->loader_threads < 1 ||
       s->mask_ratio >= 1)
     die("%s", "bad --batch, --steps, --crop, --lr or --mask-ratio");
   s->arch.num_classes = dg_num_classes();
@@ -300,12 +306,14 @@ int main(int argc, char **argv) {
   if (val_log && !s.resume) fprintf(val_log, "step,psnr_input,psnr_restored,accuracy\n");
 
   size_t px = (size_t)s.crop * s.crop * 3;
-  float *clean = malloc(px * sizeof(float)), *deg = malloc(px * sizeof(float));
   float *dout = malloc(px * sizeof(float));
   int patches = s.crop >> s.arch.levels;
   unsigned char *mask = malloc((size_t)patches * patches);
-  if (!clean || !deg || !dout || !mask || patches * patches > 4096) die("%s", "out of memory");
+  if (!dout || !mask || patches * patches > 4096) die("%s", "out of memory");
   int k = s.arch.num_classes;
+  tr_loader *loader = tr_loader_new(&ds, (uint64_t)s.seed, s.crop, s.batch, k, s.loader_threads,
+                                    msg, sizeof msg);
+  if (!loader) die("%s", msg);
   fprintf(stderr,
           "maskdcpt-train: %s, %d training / %d validation photos, %lld parameters, crop %d, "
           "batch %d, %ld steps, %s\n",
@@ -318,11 +326,11 @@ int main(int argc, char **argv) {
   while (st.step < s.steps && !stop_requested) {
     long step = st.step;
     tr_net_zero_grad(&t);
+    const tr_sample *samples;
+    if (tr_loader_next(loader, step, &samples, msg, sizeof msg) != 0) die("%s", msg);
     for (int b = 0; b < s.batch; b++) {
-      tr_sample smp = {clean, deg, 0, 0};
-      if (tr_dataset_train_sample(&ds, (uint64_t)s.seed, step, b, s.crop, k, &smp, msg,
-                                  sizeof msg) != 0)
-        die("%s", msg);
+      const tr_sample smp = samples[b];
+      const float *clean = smp.clean, *deg = smp.degraded;
       float onehot[MDC_MAX_CLASSES] = {0};
       onehot[smp.label] = 1.0f;
       const unsigned char *m = NULL;
@@ -403,6 +411,10 @@ int main(int argc, char **argv) {
     }
   }
   fputc('\n', stderr);
+  double waited = tr_loader_wait_seconds(loader), elapsed = now_seconds() - t_start;
+  fprintf(stderr, "maskdcpt-train: waited for data %.1f s of %.1f s (%.1f%%)\n", waited, elapsed,
+          elapsed > 0 ? 100 * waited / elapsed : 0.0);
+  tr_loader_free(loader);
   fclose(log);
   if (val_log) fclose(val_log);
   snprintf(path, sizeof path, "%s/weights.safetensors", s.out);
@@ -410,7 +422,7 @@ int main(int argc, char **argv) {
   if (rc == 0)
     fprintf(stderr, "maskdcpt-train: %s after %ld steps (%.0f s): %s\n",
             stop_requested ? "stopped" : "done", st.step, now_seconds() - t_start, path);
-  free(clean), free(deg), free(dout), free(mask), free(opt), free(st.settings);
+  free(dout), free(mask), free(opt), free(st.settings);
   tr_dataset_free(&ds);
   mdc_backend_free(be);
   tr_net_free(&t);
