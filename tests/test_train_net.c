@@ -211,7 +211,53 @@ static void check_loader(void) {
   tr_dataset_free(&ds);
 }
 
+/* A tiny network fits one batch: the whole training step (forward, both
+ * losses, backward, clipping, AdamW) drives the loss towards zero. */
+static void check_overfit(void) {
+  mdc_arch a;
+  tu_small_arch(&a, 8, 2, 0);
+  mdc_weights w;
+  mdc_net net;
+  mdc_weights_init_random(&w, &a, 3, 0.0f, NULL);
+  mdc_net_init(&net, &w, NULL);
+  mdc_weights_clear(&w);
+  tr_net t;
+  char msg[256];
+  int crop = 16;
+  if (tr_net_init(&t, &net, crop, msg, sizeof msg) != 0) {
+    CHECK(0, "%s", msg);
+    return;
+  }
+  mdc_backend *be = mdc_backend_cpu_best_new(2);
+  size_t px = (size_t)crop * crop * 3;
+  float *clean = tu_test_image(crop, crop, 3, 12), *deg = malloc(px * 4), *dout = malloc(px * 4);
+  for (size_t i = 0; i < px; i++) deg[i] = clean[i] + 0.1f * (float)((i * 7919 % 11) / 10.0 - 0.5);
+  float *m = calloc(t.num_params * 2, sizeof(float)), *v = m + t.num_params;
+  float onehot[4] = {0, 1, 0, 0};
+  double first = 0, last = 0, l1 = 0, focal = 0;
+  for (int step = 0; step < 600; step++) {
+    tr_net_zero_grad(&t);
+    tr_net_forward(&t, be, deg, NULL, onehot, 1);
+    double dlog[4];
+    l1 = be->l1_loss(be, t.out, clean, px, 1.0f, dout);
+    focal = tr_focal_loss(t.logits, 4, 1, 2.0, 1.0, dlog);
+    tr_net_backward(&t, be, dout, dlog);
+    tr_clip_grad_norm(t.grad, t.num_params, 1.0);
+    be->adamw_step(be, t.net.storage, t.grad, m, v, t.num_params, 2e-3f, 0.9f, 0.9f, 1e-8f, 0.0f,
+                   step + 1);
+    if (step == 0) first = l1 + focal;
+    last = l1 + focal;
+  }
+  printf("overfit one crop: loss %.4f -> %.5f (L1 %.5f, focal %.5f) in 600 steps\n", first, last,
+         l1, focal);
+  CHECK(l1 < 0.01 && focal < 0.01 && last < first / 20, "loss %g -> %g", first, last);
+  free(clean), free(deg), free(dout), free(m);
+  mdc_backend_free(be);
+  tr_net_free(&t);
+}
+
 int main(void) {
+  check_overfit();
   check_loader();
   check_checkpoint();
   check_focal();
