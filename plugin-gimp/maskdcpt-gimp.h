@@ -4,7 +4,7 @@
  * engine.c     weights, devices, drawable pixels <-> libmaskdcpt, the
  *              restoration of a drawable (selection, undo, shadow, merge)
  * dialog.c     the GimpProcedureDialog: class choice, probability bars,
- *              device note (the before/after preview is still to come)
+ *              device note, before/after preview of a crop
  *
  * The plug-in shares nothing with the GEGL op but the core.
  */

@@ -116,7 +116,7 @@ proc.run(c)
     GPID=$!
 
     dialog=$(wait_window 'MaskDCPT' 120)
-    sleep 4                         # the classification runs, the bars fill
+    sleep 4                         # the bars fill, the preview is restored
     xdotool windowmove "$dialog" 40 40
     sleep 1
     grab "$dialog" "$OUT/gimp-dialog-auto-$lang.png"
