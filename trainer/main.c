@@ -33,7 +33,7 @@ typedef struct settings {
   long steps, warmup, checkpoint_every, log_every;
   double lr, wd, clip, ema, focal_gamma, cls_weight, mask_ratio, val_fraction;
   long seed;
-  int resume;
+  int resume, fp16, psnr_loss;
 } settings;
 
 static volatile sig_atomic_t stop_requested;
@@ -82,6 +82,9 @@ static const char *usage =
     "  --clip X            gradient-norm clip (1.0; 0 = off)\n"
     "  --ema X             EMA decay of the exported weights (0.999; warmed up as\n"
     "                      min(X, (1+step)/(10+step)))\n"
+    "  --loss L            restoration loss: l1 (default) or psnr (NAFNet's\n"
+    "                      10 log10(MSE) per crop, i.e. minus its PSNR)\n"
+    "  --fp16              export the weights as float16\n"
     "  --focal-gamma X     focal loss gamma (2; 0 = cross-entropy)\n"
     "  --cls-weight X      weight of the classification loss (0.1)\n"
     "  --mask-ratio X      masked share of patches in maskdcpt mode (0.5)\n"
@@ -114,7 +117,7 @@ static void parse_args(int argc, char **argv, settings *s) {
       {"ema", 1, 0, 'E'},      {"focal-gamma", 1, 0, 'g'}, {"cls-weight", 1, 0, 'k'},
       {"mask-ratio", 1, 0, 'r'}, {"seed", 1, 0, 'S'},    {"threads", 1, 0, 'j'},
       {"checkpoint-every", 1, 0, 'K'}, {"resume", 0, 0, 'R'}, {"help", 0, 0, 'h'},
-      {"loader-threads", 1, 0, 'L'},
+      {"loader-threads", 1, 0, 'L'}, {"loss", 1, 0, 'o'}, {"fp16", 0, 0, 'F'},
       {0, 0, 0, 0}};
   memset(s, 0, sizeof *s);
   s->mode = MODE_MASKDCPT;
@@ -166,6 +169,11 @@ static void parse_args(int argc, char **argv, settings *s) {
     case 'K': s->checkpoint_every = atol(optarg); break;
     case 'R': s->resume = 1; break;
     case 'L': s->loader_threads = atoi(optarg); break;
+    case 'o':
+      if (strcmp(optarg, "l1") && strcmp(optarg, "psnr")) die("--loss: l1 or psnr, not '%s'", optarg);
+      s->psnr_loss = !strcmp(optarg, "psnr");
+      break;
+    case 'F': s->fp16 = 1; break;
     case 'h': fputs(usage, stdout); exit(0);
     default: fputs(usage, stderr); exit(2);
     }
@@ -194,12 +202,38 @@ static char *settings_json(const settings *s) {
            "{\"mode\":\"%s\",\"arch\":%s,\"crop\":%d,\"batch\":%d,\"steps\":%ld,\"lr\":%g,"
            "\"warmup\":%ld,\"wd\":%g,\"clip\":%g,\"ema\":%g,\"focal_gamma\":%g,"
            "\"cls_weight\":%g,\"mask_ratio\":%g,\"seed\":%ld,\"init\":\"%s\","
-           "\"synthesis_version\":%d}",
+           "\"loss\":\"%s\",\"synthesis_version\":%d}",
            mode_names[s->mode], arch, s->crop, s->batch, s->steps, s->lr, s->warmup, s->wd,
            s->clip, s->ema, s->focal_gamma, s->cls_weight, s->mask_ratio, s->seed,
-           s->init ? s->init : "", DG_VERSION);
+           s->init ? s->init : "", s->psnr_loss ? "psnr" : "l1", DG_VERSION);
   free(arch);
   return buf;
+}
+
+/* NAFNet's PSNR loss of one crop, 10 log10(MSE + 1e-8) (minus the PSNR),
+ * with its gradient times `scale` into grad. */
+static double psnr_loss(const float *pred, const float *target, size_t n, float scale,
+                        float *grad) {
+  double se = 0;
+  for (size_t i = 0; i < n; i++) {
+    double d = (double)pred[i] - target[i];
+    se += d * d;
+  }
+  double mse = se / n + 1e-8, k = 10.0 / log(10.0) * 2.0 / (n * mse) * scale;
+  for (size_t i = 0; i < n; i++) grad[i] = (float)(k * ((double)pred[i] - target[i]));
+  return 10.0 * log10(mse);
+}
+
+/* 64-bit FNV-1a of a file, or 0 when it cannot be read: the training
+ * data's manifest, recorded in the weights' provenance. */
+static uint64_t file_hash(const char *path) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return 0;
+  uint64_t h = 0xcbf29ce484222325ull;
+  int c;
+  while ((c = fgetc(f)) != EOF) h = (h ^ (unsigned char)c) * 0x100000001b3ull;
+  fclose(f);
+  return h;
 }
 
 /* splitmix64 for the masks */
@@ -224,18 +258,22 @@ static void draw_mask(unsigned char *mask, int patches, double ratio, uint64_t s
 }
 
 static int export_weights(const tr_net *t, const float *ema, const settings *s, long step,
-                          const char *path) {
+                          const tr_val_result *val, const char *path) {
   mdc_weights w;
   maskdcpt_error err;
-  char prov[2048], *cfg = settings_json(s), *synth = dg_registry_json();
+  char prov[4096], manifest[4096], *cfg = settings_json(s), *synth = dg_registry_json();
+  snprintf(manifest, sizeof manifest, "%s/training-manifest.tsv", s->data);
   snprintf(prov, sizeof prov,
            "{\"kind\":\"trained\",\"trainer\":\"maskdcpt-train %s\",\"steps\":%ld,"
-           "\"data\":\"%s\",\"settings\":%s}",
-           maskdcpt_version_string(), step, s->data, cfg);
+           "\"data\":\"%s\",\"data_manifest_fnv1a64\":\"%016llx\",\"settings\":%s,"
+           "\"validation\":{\"psnr_input\":%.3f,\"psnr_restored\":%.3f,\"accuracy\":%.4f,"
+           "\"samples\":%d,\"weights\":\"current (not EMA) at the last checkpoint\"}}",
+           maskdcpt_version_string(), step, s->data, (unsigned long long)file_hash(manifest), cfg,
+           val->psnr_in, val->psnr_out, val->accuracy, val->samples);
   int rc = mdc_net_to_weights(&t->net, ema, &w, &err) == MASKDCPT_OK &&
                    mdc_weights_set_metadata(&w, "provenance", prov, &err) == MASKDCPT_OK &&
                    (!synth || mdc_weights_set_metadata(&w, "synthesis", synth, &err) == MASKDCPT_OK) &&
-                   mdc_weights_write(&w, path, 0, &err) == MASKDCPT_OK
+                   mdc_weights_write(&w, path, s->fp16, &err) == MASKDCPT_OK
                ? 0
                : -1;
   if (rc) fprintf(stderr, "maskdcpt-train: %s\n", err.message);
@@ -300,7 +338,8 @@ int main(int argc, char **argv) {
   snprintf(path, sizeof path, "%s/log.csv", s.out);
   FILE *log = fopen(path, s.resume ? "a" : "w");
   if (!log) die("cannot write %s", path);
-  if (!s.resume) fprintf(log, "step,loss,l1,focal,accuracy,lr,grad_norm,crops_per_s\n");
+  if (!s.resume) /* restoration: the L1 or PSNR loss */
+    fprintf(log, "step,loss,restoration,focal,accuracy,lr,grad_norm,crops_per_s\n");
   snprintf(path, sizeof path, "%s/validation.csv", s.out);
   FILE *val_log = fopen(path, s.resume ? "a" : "w");
   if (val_log && !s.resume) fprintf(val_log, "step,psnr_input,psnr_restored,accuracy\n");
@@ -321,6 +360,7 @@ int main(int argc, char **argv) {
           be->name);
 
   double t_start = now_seconds(), t_log = t_start;
+  tr_val_result last_val = {0};
   double sum_loss = 0, sum_l1 = 0, sum_focal = 0;
   int correct = 0, seen = 0;
   while (st.step < s.steps && !stop_requested) {
@@ -354,7 +394,8 @@ int main(int argc, char **argv) {
         /* fine-tuning teaches auto mode: half the crops use the prediction */
         const float *cond = s.mode == MODE_FINETUNE && (b & 1) ? NULL : onehot;
         tr_net_forward(&t, be, deg, m, cond, 1);
-        l1 = be->l1_loss(be, t.out, clean, px, 1.0f / s.batch, dout);
+        l1 = s.psnr_loss ? psnr_loss(t.out, clean, px, 1.0f / s.batch, dout)
+                         : be->l1_loss(be, t.out, clean, px, 1.0f / s.batch, dout);
         focal = tr_focal_loss(t.logits, k, smp.label, s.focal_gamma, s.cls_weight / s.batch,
                               dlog);
         tr_net_backward(&t, be, dout, s.cls_weight > 0 ? dlog : NULL);
@@ -382,7 +423,7 @@ int main(int argc, char **argv) {
               sum_l1 / seen, sum_focal / seen, (double)correct / seen, lr, norm, rate);
       fflush(log);
       fprintf(stderr,
-              "\rstep %ld/%ld  loss %.4f  l1 %.4f  focal %.3f  acc %.2f  lr %.2e  %.1f crops/s  "
+              "\rstep %ld/%ld  loss %.4f  rec %.4f  focal %.3f  acc %.2f  lr %.2e  %.1f crops/s  "
               "ETA %.0f s   ",
               st.step, s.steps, sum_loss / seen, sum_l1 / seen, sum_focal / seen,
               (double)correct / seen, lr, rate, eta);
@@ -399,12 +440,12 @@ int main(int argc, char **argv) {
         fprintf(stderr, "maskdcpt-train: %s\n", msg);
       /* validation: current weights, auto mode, one crop per class */
       if (ds.num_val > 0) {
-        tr_val_result v;
+        tr_val_result *v = &last_val;
         snprintf(png, sizeof png, "%s/validation.png", s.out);
-        if (tr_validate(&t, be, &ds, k, png, &v, msg, sizeof msg) != 0) {
+        if (tr_validate(&t, be, &ds, k, png, v, msg, sizeof msg) != 0) {
           fprintf(stderr, "maskdcpt-train: %s\n", msg);
         } else if (val_log) {
-          fprintf(val_log, "%ld,%.4f,%.4f,%.4f\n", st.step, v.psnr_in, v.psnr_out, v.accuracy);
+          fprintf(val_log, "%ld,%.4f,%.4f,%.4f\n", st.step, v->psnr_in, v->psnr_out, v->accuracy);
           fflush(val_log);
         }
       }
@@ -418,7 +459,7 @@ int main(int argc, char **argv) {
   fclose(log);
   if (val_log) fclose(val_log);
   snprintf(path, sizeof path, "%s/weights.safetensors", s.out);
-  int rc = export_weights(&t, st.ema, &s, st.step, path);
+  int rc = export_weights(&t, st.ema, &s, st.step, &last_val, path);
   if (rc == 0)
     fprintf(stderr, "maskdcpt-train: %s after %ld steps (%.0f s): %s\n",
             stop_requested ? "stopped" : "done", st.step, now_seconds() - t_start, path);

@@ -20,11 +20,14 @@ typedef struct series {
   double *step, *col[3]; /* l1, focal, accuracy */
 } series;
 
-static const char *panel_names[3] = {"l1 loss - log scale", "focal loss - log scale", "batch accuracy"};
+static const char *panel_names[3] = {"restoration loss", "focal loss - log scale",
+                                     "batch accuracy"};
 
-/* Losses are drawn on a log scale, accuracy linearly. */
-static double scaled(int panel, double v) { return panel < 2 ? log10(fmax(v, 1e-6)) : v; }
-static double unscaled(int panel, double v) { return panel < 2 ? pow(10, v) : v; }
+/* Positive losses are drawn on a log scale (the PSNR loss is negative:
+ * linear), accuracy linearly. */
+static int log_panel[3];
+static double scaled(int panel, double v) { return log_panel[panel] ? log10(fmax(v, 1e-6)) : v; }
+static double unscaled(int panel, double v) { return log_panel[panel] ? pow(10, v) : v; }
 static const int panel_cols[3] = {2, 3, 4}; /* columns of log.csv */
 static const float colours[MAX_RUNS][3] = {{0.85f, 0.25f, 0.2f}, {0.2f, 0.45f, 0.85f},
                                            {0.2f, 0.65f, 0.3f}, {0.6f, 0.3f, 0.7f},
@@ -88,6 +91,10 @@ int tr_plot_logs(const char *png, const char *const *logs, const char *const *la
   const float grey[3] = {0.8f, 0.8f, 0.8f}, black[3] = {0, 0, 0};
   for (size_t i = 0; rc == 0 && i < (size_t)width * height * 3; i++) img.data[i] = 1.0f;
   for (int p = 0; rc == 0 && p < 3; p++) {
+    log_panel[p] = p < 2;
+    for (int r = 0; r < n; r++)
+      for (int i = 0; i < runs[r].n; i++)
+        if (runs[r].col[p][i] <= 0) log_panel[p] = 0;
     double xmax = 1, ymin = INFINITY, ymax = -INFINITY;
     for (int r = 0; r < n; r++)
       for (int i = 0; i < runs[r].n; i++) {
