@@ -225,42 +225,10 @@ void mdc_avx2_conv1x1_backward(mdc_backend *be, const float *x, size_t n, int ci
 #define DWB_MAX_TASKS 64 /* row groups of the weight gradient */
 
 typedef struct dwb_args {
-  const float *x, *w, *dy;
-  float *dx;
+  const float *x, *dy;
   double *part; /* [tasks][10][c]: 9 taps, then the bias */
   int h, w_, c, tasks;
 } dwb_args;
-
-/* dx(sy, sx) = sum over taps of dy(sy - ky + 1, sx - kx + 1) w[ky][kx]: the
- * forward's loop run over dy with the taps flipped, 8 channels at a time. */
-static void dwb_dx_task(void *arg, int sy, int thread) {
-  (void)thread;
-  const dwb_args *a = arg;
-  const int c = a->c, w = a->w_;
-  const float *rows[3];
-  for (int d = 0; d < 3; d++) {
-    int py = sy + d - 1;
-    rows[d] = py < 0 || py >= a->h ? NULL : a->dy + (size_t)py * w * c;
-  }
-  float *drow = a->dx + (size_t)sy * w * c;
-  for (int j = 0; j < c; j += 8) {
-    int nj = c - j < 8 ? c - j : 8;
-    __m256i m = mdc_avx2_tail_mask(nj);
-    __m256 wk[9];
-    for (int t = 0; t < 9; t++) wk[t] = mdc_avx2_load(a->w + (8 - t) * c + j, nj, m);
-    for (int px = 0; px < w; px++) {
-      __m256 acc = _mm256_setzero_ps();
-      for (int d = 0; d < 3; d++) {
-        if (!rows[d]) continue;
-        const float *p = rows[d] + (size_t)px * c + j;
-        if (px > 0) acc = _mm256_fmadd_ps(mdc_avx2_load(p - c, nj, m), wk[d * 3], acc);
-        acc = _mm256_fmadd_ps(mdc_avx2_load(p, nj, m), wk[d * 3 + 1], acc);
-        if (px < w - 1) acc = _mm256_fmadd_ps(mdc_avx2_load(p + c, nj, m), wk[d * 3 + 2], acc);
-      }
-      mdc_avx2_store(drow + (size_t)px * c + j, nj, m, acc);
-    }
-  }
-}
 
 /* Tap row D of one pixel: x(py + D - 1, px - 1 .. px + 1) times g. */
 #define DWB_ROW(D, A0, A1, A2)                                                            \
@@ -311,16 +279,24 @@ void mdc_avx2_dwconv3x3_backward(mdc_backend *be, const float *x, int h, int w, 
                                  const float *wt, const float *dy, float *dx, float *dwt,
                                  float *db) {
   if (c <= 0 || h <= 0 || w <= 0) return;
-  dwb_args a = {x, wt, dy, dx, NULL, h, w, c, h < DWB_MAX_TASKS ? h : DWB_MAX_TASKS};
-  if (dwt || db) {
-    a.part = malloc((size_t)a.tasks * 10 * c * sizeof(double));
-    if (!a.part) {
-      mdc_cpu_scalar_dwconv3x3_backward(be, x, h, w, c, wt, dy, dx, dwt, db);
-      return;
-    }
+  dwb_args a = {x, dy, NULL, h, w, c, h < DWB_MAX_TASKS ? h : DWB_MAX_TASKS};
+  /* dx(sy, sx) = sum over taps of dy(sy - ky + 1, sx - kx + 1) w[ky][kx]:
+   * the forward convolution of dy with the taps flipped and no bias. */
+  float *flipped = dx ? malloc((size_t)9 * c * sizeof(float)) : NULL;
+  if (dwt || db) a.part = malloc((size_t)a.tasks * 10 * c * sizeof(double));
+  if ((dx && !flipped) || ((dwt || db) && !a.part)) {
+    free(flipped);
+    free(a.part);
+    mdc_cpu_scalar_dwconv3x3_backward(be, x, h, w, c, wt, dy, dx, dwt, db);
+    return;
+  }
+  if (dx) {
+    for (int t = 0; t < 9; t++)
+      memcpy(flipped + (size_t)t * c, wt + (size_t)(8 - t) * c, (size_t)c * sizeof(float));
+    be->dwconv3x3(be, dy, h, w, c, flipped, NULL, dx);
+    free(flipped);
   }
   mdc_threadpool *pool = mdc_avx2_pool(be);
-  if (dx) mdc_threadpool_parallel_for(pool, h, dwb_dx_task, &a);
   if (!a.part) return;
   mdc_threadpool_parallel_for(pool, a.tasks, dwb_dw_task, &a);
   for (int t = 0; t < 10; t++) {
