@@ -244,30 +244,73 @@ static int ranges_overlap(const maskdcpt_image *a, const maskdcpt_image *b) {
   return a0 < b1 && b0 < a1;
 }
 
-maskdcpt_status maskdcpt_restore(maskdcpt_context *ctx, const maskdcpt_image *in,
-                                 const maskdcpt_image *out, int class_index, float strength,
-                                 float *probs_out, maskdcpt_error *err) {
-  if (!ctx) return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT, "restore: NULL context");
+/* The checks every restore call shares: images, sizes, overlap, strength.
+ * `fn` names the call in messages. */
+static maskdcpt_status check_restore(const maskdcpt_image *in, const maskdcpt_image *out,
+                                     float strength, const char *fn, maskdcpt_error *err) {
   maskdcpt_status st = check_image(in, "input", err);
   if (st == MASKDCPT_OK) st = check_image(out, "output", err);
   if (st != MASKDCPT_OK) return st;
-  const mdc_net *net = &ctx->model->net;
-  int k = net->arch.num_classes;
   if (in->width != out->width || in->height != out->height)
     return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT,
-                         "restore: output %dx%d differs from input %dx%d", out->width,
+                         "%s: output %dx%d differs from input %dx%d", fn, out->width,
                          out->height, in->width, in->height);
   if (ranges_overlap(in, out))
     return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT,
-                         "restore: input and output buffers overlap");
-  if (class_index != MASKDCPT_CLASS_AUTO && (class_index < 0 || class_index >= k))
-    return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT,
-                         "restore: class %d out of range (the model has %d classes)", class_index,
-                         k);
+                         "%s: input and output buffers overlap", fn);
   if (!(strength >= 0.0f && strength <= 1.0f))
+    return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT, "%s: strength %g outside [0, 1]",
+                         fn, (double)strength);
+  return MASKDCPT_OK;
+}
+
+/* The caller's probabilities: as many as the model has classes, finite,
+ * >= 0 and not all 0 (restore_conditioned normalises them). */
+static maskdcpt_status check_probabilities(const maskdcpt_model *model, const float *given,
+                                           int count, maskdcpt_error *err) {
+  static const char fn[] = "restore_with_probabilities";
+  int k = model->net.arch.num_classes;
+  if (!given)
+    return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT, "%s: NULL probabilities", fn);
+  if (count != k)
     return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT,
-                         "restore: strength %g outside [0, 1]", (double)strength);
-  if ((st = mdc_context_backend(ctx, err)) != MASKDCPT_OK) return st;
+                         "%s: %d probabilities given, but the model has %d classes", fn, count, k);
+  double sum = 0.0;
+  for (int q = 0; q < k; q++) {
+    if (!isfinite(given[q]) || given[q] < 0.0f)
+      return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT,
+                           "%s: probability %d (%s) is %g; each must be finite and >= 0", fn, q,
+                           model->net.arch.class_names[q], (double)given[q]);
+    sum += given[q];
+  }
+  if (!(sum > 0.0))
+    return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT,
+                         "%s: the probabilities are all 0; at least one must be positive", fn);
+  return MASKDCPT_OK;
+}
+
+/* Conditions the network on `probs` divided by their sum.  Every mode goes
+ * through here, so classify's output given back restores bit for bit as
+ * auto mode, and a one-hot vector (sum exactly 1) as the forced class. */
+static void set_conditioning(maskdcpt_context *ctx, const float *probs) {
+  const mdc_net *net = &ctx->model->net;
+  int k = net->arch.num_classes;
+  float norm[MDC_MAX_CLASSES];
+  double sum = 0.0;
+  for (int q = 0; q < k; q++) sum += probs[q];
+  for (int q = 0; q < k; q++) norm[q] = (float)(probs[q] / sum);
+  mdc_net_cond_set(&ctx->cond, net, norm);
+}
+
+/* The tiled restoration of `in` into `out` (both checked), conditioned on
+ * `probs` (valid, normalised here); with `classify`, `probs` is first
+ * filled by classifying `in` (auto mode), which progress then counts too. */
+static maskdcpt_status restore_conditioned(maskdcpt_context *ctx, const maskdcpt_image *in,
+                                           const maskdcpt_image *out, float *probs,
+                                           int classify, float strength, maskdcpt_error *err) {
+  const mdc_net *net = &ctx->model->net;
+  maskdcpt_status st = mdc_context_backend(ctx, err);
+  if (st != MASKDCPT_OK) return st;
 
   int tile = choose_tile(ctx), align = mdc_arch_multiple(&net->arch);
   int margin = mdc_tile_margin(net->arch.sca_window);
@@ -278,20 +321,15 @@ maskdcpt_status maskdcpt_restore(maskdcpt_context *ctx, const maskdcpt_image *in
     return mdc_set_error(err, MASKDCPT_ERROR_OUT_OF_MEMORY, "out of memory");
   }
   progress prog = {ctx, 0.0, (double)in->width * in->height};
-  float probs[MDC_MAX_CLASSES];
-  if (class_index == MASKDCPT_CLASS_AUTO) {
+  if (classify) {
     prog.total += classify_units(in->width, in->height);
     st = classify_image(ctx, in, probs, &prog, err);
-  } else {
-    for (int q = 0; q < k; q++) probs[q] = q == class_index ? 1.0f : 0.0f;
   }
   if (st == MASKDCPT_OK && strength == 0.0f) {
-    if (probs_out) memcpy(probs_out, probs, (size_t)k * sizeof(float));
     prepare_output(in, out);
     copy_colour(in, out);
   } else if (st == MASKDCPT_OK) {
-    mdc_net_cond_set(&ctx->cond, net, probs);
-    if (probs_out) memcpy(probs_out, probs, (size_t)k * sizeof(float));
+    set_conditioning(ctx, probs);
     size_t net_bytes =
         (mdc_net_work_bytes(net, ctx->backend, ay.max_size, ax.max_size) + 63) & ~(size_t)63;
     size_t px = (size_t)ax.max_size * ay.max_size * 3;
@@ -316,4 +354,40 @@ maskdcpt_status maskdcpt_restore(maskdcpt_context *ctx, const maskdcpt_image *in
   mdc_tile_axis_clear(&ax);
   mdc_tile_axis_clear(&ay);
   return st;
+}
+
+maskdcpt_status maskdcpt_restore(maskdcpt_context *ctx, const maskdcpt_image *in,
+                                 const maskdcpt_image *out, int class_index, float strength,
+                                 float *probs_out, maskdcpt_error *err) {
+  if (!ctx) return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT, "restore: NULL context");
+  maskdcpt_status st = check_restore(in, out, strength, "restore", err);
+  if (st != MASKDCPT_OK) return st;
+  int k = ctx->model->net.arch.num_classes;
+  if (class_index != MASKDCPT_CLASS_AUTO && (class_index < 0 || class_index >= k))
+    return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT,
+                         "restore: class %d out of range (the model has %d classes)", class_index,
+                         k);
+  float probs[MDC_MAX_CLASSES];
+  for (int q = 0; q < k; q++) probs[q] = q == class_index ? 1.0f : 0.0f;
+  st = restore_conditioned(ctx, in, out, probs, class_index == MASKDCPT_CLASS_AUTO, strength, err);
+  if (st == MASKDCPT_OK && probs_out) memcpy(probs_out, probs, (size_t)k * sizeof(float));
+  return st;
+}
+
+maskdcpt_status maskdcpt_restore_with_probabilities(maskdcpt_context *ctx,
+                                                    const maskdcpt_image *in,
+                                                    const maskdcpt_image *out,
+                                                    const float *probabilities,
+                                                    int num_probabilities, float strength,
+                                                    maskdcpt_error *err) {
+  if (!ctx)
+    return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT,
+                         "restore_with_probabilities: NULL context");
+  maskdcpt_status st = check_restore(in, out, strength, "restore_with_probabilities", err);
+  if (st != MASKDCPT_OK) return st;
+  st = check_probabilities(ctx->model, probabilities, num_probabilities, err);
+  if (st != MASKDCPT_OK) return st;
+  float probs[MDC_MAX_CLASSES];
+  memcpy(probs, probabilities, (size_t)num_probabilities * sizeof(float));
+  return restore_conditioned(ctx, in, out, probs, 0, strength, err);
 }

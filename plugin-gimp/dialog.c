@@ -9,7 +9,8 @@
  * when the weights file or the device changes.  A label under the device
  * says which backend runs the network.  On the left, a before/after
  * preview of a crop from the centre, restored in a worker thread when the
- * settings change (see the preview section).
+ * settings change (see the preview section); with Auto-detect it is
+ * conditioned on the probabilities the bars show.
  *
  * OK leaves the settings in the config; plugin.c then restores the layer
  * on the same path as a non-interactive call.
@@ -40,6 +41,7 @@ typedef struct
 
   guint                classify_id;
   gulong               combo_handler;
+  gfloat              *probs;        /* the bars' probabilities; NULL: none yet */
 
   /* The before/after preview. */
   GtkWidget           *preview_area;
@@ -176,12 +178,11 @@ bars_show (MdgDialog    *d,
   }
 }
 
-/* Classifies the drawable's region on the chosen device, fills the bars
- * and says which device ran. */
-static gboolean
-classify_now (gpointer data)
+/* Classifies the drawable's region on the chosen device, fills the bars,
+ * keeps the probabilities for the preview and says which device ran. */
+static void
+classify_run (MdgDialog *d)
 {
-  MdgDialog         *d = data;
   g_autoptr (GError) error = NULL;
   g_autofree gchar  *device = NULL;
   g_autofree gchar  *note = NULL;
@@ -193,14 +194,13 @@ classify_now (gpointer data)
   maskdcpt_image     image;
   GString           *device_text;
 
-  d->classify_id = 0;
   bars_clear (d);
 
   if (! d->model)
     {
       gtk_label_set_text (GTK_LABEL (d->bars_status), "");
       gtk_label_set_text (GTK_LABEL (d->device_label), "");
-      return G_SOURCE_REMOVE;
+      return;
     }
 
   g_object_get (d->config, "device", &device, NULL);
@@ -209,7 +209,7 @@ classify_now (gpointer data)
     {
       gtk_label_set_text (GTK_LABEL (d->bars_status), error->message);
       gtk_label_set_text (GTK_LABEL (d->device_label), "");
-      return G_SOURCE_REMOVE;
+      return;
     }
 
   device_text = g_string_new (NULL);
@@ -226,27 +226,30 @@ classify_now (gpointer data)
       gtk_label_set_text (GTK_LABEL (d->bars_status),
                           _("The selection does not touch this layer: nothing to restore."));
       maskdcpt_context_free (ctx);
-      return G_SOURCE_REMOVE;
+      return;
     }
   if (read.width < MDG_MIN_EDGE || read.height < MDG_MIN_EDGE)
     {
       gtk_label_set_text (GTK_LABEL (d->bars_status),
                           _("The layer is too small to tell the damage apart."));
       maskdcpt_context_free (ctx);
-      return G_SOURCE_REMOVE;
+      return;
     }
   if (! mdg_pixels_read (d->drawable, read.x, read.y, read.width, read.height, &pixels, &error))
     {
       gtk_label_set_text (GTK_LABEL (d->bars_status), error->message);
       maskdcpt_context_free (ctx);
-      return G_SOURCE_REMOVE;
+      return;
     }
 
   image = (maskdcpt_image) { pixels.data, read.width, read.height, pixels.channels,
                              (size_t) read.width * pixels.channels };
   probs = g_new0 (gfloat, maskdcpt_model_num_classes (d->model->model));
   if (maskdcpt_classify (ctx, &image, probs, &err) == MASKDCPT_OK)
-    bars_show (d, probs, maskdcpt_model_num_classes (d->model->model));
+    {
+      bars_show (d, probs, maskdcpt_model_num_classes (d->model->model));
+      d->probs = g_steal_pointer (&probs);
+    }
   else
     {
       g_autofree gchar *text =
@@ -255,14 +258,30 @@ classify_now (gpointer data)
     }
   mdg_pixels_clear (&pixels);
   maskdcpt_context_free (ctx);
+}
+
+static gboolean
+classify_now (gpointer data)
+{
+  MdgDialog        *d = data;
+  g_autofree gchar *degradation = NULL;
+
+  d->classify_id = 0;
+  classify_run (d);
+  /* An Auto-detect preview waits for these probabilities. */
+  g_object_get (d->config, "degradation", &degradation, NULL);
+  if (g_strcmp0 (degradation, MDG_AUTO) == 0)
+    preview_later (d);
   return G_SOURCE_REMOVE;
 }
 
 /* The classification runs once the dialog is on screen, so that opening
- * it is not held up by the network. */
+ * it is not held up by the network.  The probabilities of the previous
+ * weights or device are dropped at once. */
 static void
 classify_later (MdgDialog *d)
 {
+  g_clear_pointer (&d->probs, g_free);
   if (d->classify_id)
     return;
   bars_clear (d);
@@ -294,7 +313,10 @@ small_label (void)
  * degradation, the weights or the device; the strength only blends the
  * kept result again (out = in + strength (restored - in), as the core
  * does), so the slider needs no new run.  A non-rectangular selection is
- * applied as the merge of the whole run applies it. */
+ * applied as the merge of the whole run applies it.  With Auto-detect the
+ * crop is conditioned on the probabilities detected on the whole region
+ * (the bars), not on its own: it then shows what OK gives on that part.
+ * It waits for them, and runs again when they change. */
 
 #define PREVIEW_SIZE  256
 #define PREVIEW_DELAY 300
@@ -304,6 +326,7 @@ struct _PreviewJob
   const MdgModel *model;
   gchar          *device;
   gint            class_index;
+  gfloat         *probs;       /* Auto-detect: the bars' probabilities */
   gint            read_w, read_h, channels;
   gfloat         *in;          /* the read rectangle */
   gfloat         *restored;
@@ -318,6 +341,7 @@ static void
 preview_job_free (PreviewJob *job)
 {
   g_free (job->device);
+  g_free (job->probs);
   g_free (job->in);
   g_free (job->restored);
   g_free (job->error);
@@ -354,7 +378,7 @@ preview_worker (gpointer data)
                                (size_t) job->read_w * job->channels };
       out = (maskdcpt_image) { job->restored, job->read_w, job->read_h, job->channels,
                                (size_t) job->read_w * job->channels };
-      if (! mdg_run (job->model, job->device, &in, &out, job->class_index, 1.0f, NULL,
+      if (! mdg_run (job->model, job->device, &in, &out, job->class_index, job->probs, 1.0f,
                      preview_progress, job, NULL, &error))
         job->error = g_strdup (error->message);
     }
@@ -441,15 +465,7 @@ static void
 preview_status (MdgDialog   *d,
                 const gchar *text)
 {
-  g_autofree gchar *degradation = NULL;
-  GString          *s = g_string_new (text);
-
-  g_object_get (d->config, "degradation", &degradation, NULL);
-  if (d->restored && g_strcmp0 (degradation, MDG_AUTO) == 0)
-    g_string_append (s, _("Auto-detect: the preview detects the damage in this part "
-                          "of the image only."));
-  gtk_label_set_text (GTK_LABEL (d->preview_status), s->str);
-  g_string_free (s, TRUE);
+  gtk_label_set_text (GTK_LABEL (d->preview_status), text);
 }
 
 static gboolean
@@ -567,10 +583,21 @@ preview_now (gpointer data)
       preview_status (d, error->message);
       return G_SOURCE_REMOVE;
     }
+  if (class_index == MASKDCPT_CLASS_AUTO && ! d->probs)
+    {
+      /* classify_now starts the preview again when it is done; if it
+       * failed, the bars say why and there is nothing to condition on. */
+      preview_status (d, d->classify_id ? _("Detecting the damage…") :
+                                          gtk_label_get_text (GTK_LABEL (d->bars_status)));
+      return G_SOURCE_REMOVE;
+    }
 
   job              = g_new0 (PreviewJob, 1);
   job->model       = d->model;
   job->class_index = class_index;
+  if (class_index == MASKDCPT_CLASS_AUTO)
+    job->probs     = g_memdup2 (d->probs, (gsize) maskdcpt_model_num_classes (d->model->model) *
+                                          sizeof (gfloat));
   job->read_w      = d->read.width;
   job->read_h      = d->read.height;
   job->channels    = d->channels;
@@ -868,6 +895,7 @@ mdg_dialog_run (GimpProcedure       *procedure,
   mdg_model_free (d.model);
   g_free (d.model_error);
   g_free (d.preview_degradation);
+  g_free (d.probs);
   g_free (d.in);
   g_free (d.restored);
   g_free (d.mask);

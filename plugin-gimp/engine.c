@@ -283,14 +283,32 @@ mdg_drawable_region (GimpDrawable  *drawable,
 
 /* --------------------------------------------------------------------- run */
 
+/* One restoration on `ctx`: the given probabilities, or the class. */
+static maskdcpt_status
+run_once (const MdgModel       *model,
+          maskdcpt_context     *ctx,
+          const maskdcpt_image *in,
+          const maskdcpt_image *out,
+          gint                  class_index,
+          const gfloat         *given,
+          gfloat                strength,
+          maskdcpt_error       *err)
+{
+  if (given)
+    return maskdcpt_restore_with_probabilities (ctx, in, out, given,
+                                                maskdcpt_model_num_classes (model->model),
+                                                strength, err);
+  return maskdcpt_restore (ctx, in, out, class_index, strength, NULL, err);
+}
+
 gboolean
 mdg_run (const MdgModel       *model,
          const gchar          *device,
          const maskdcpt_image *in,
          const maskdcpt_image *out,
          gint                  class_index,
+         const gfloat         *given,
          gfloat                strength,
-         gfloat               *probs,
          maskdcpt_progress_fn  progress,
          gpointer              progress_data,
          gchar               **note,
@@ -304,7 +322,7 @@ mdg_run (const MdgModel       *model,
   if (! ctx)
     return FALSE;
   maskdcpt_context_set_progress (ctx, progress, progress_data);
-  status = maskdcpt_restore (ctx, in, out, class_index, strength, probs, &err);
+  status = run_once (model, ctx, in, out, class_index, given, strength, &err);
 
   if (status == MASKDCPT_ERROR_DEVICE && parse_device (device) != MASKDCPT_DEVICE_CPU)
     {
@@ -317,7 +335,7 @@ mdg_run (const MdgModel       *model,
       if (! ctx)
         return FALSE;
       maskdcpt_context_set_progress (ctx, progress, progress_data);
-      status = maskdcpt_restore (ctx, in, out, class_index, strength, probs, &err);
+      status = run_once (model, ctx, in, out, class_index, given, strength, &err);
     }
   maskdcpt_context_free (ctx);
 
@@ -344,7 +362,25 @@ mdg_run (const MdgModel       *model,
 typedef struct
 {
   gdouble last;
+  gint64  calls;
+  gint64  cancel_after;   /* $MASKDCPT_TEST_CANCEL_AFTER, or -1 */
 } Progress;
+
+/* $MASKDCPT_TEST_CANCEL_AFTER=N, for the tests only: after N progress
+ * reports, the next one says "cancelled" as gimp_progress_update does when
+ * GIMP no longer listens; a batch test has no Cancel button to press. */
+static gint64
+test_cancel_after (void)
+{
+  const gchar *env = g_getenv ("MASKDCPT_TEST_CANCEL_AFTER");
+  gchar       *end = NULL;
+  gint64       n;
+
+  if (! env || ! env[0])
+    return -1;
+  n = g_ascii_strtoll (env, &end, 10);
+  return *end == '\0' && n >= 0 ? n : -1;
+}
 
 static int
 progress_update (void   *user,
@@ -352,6 +388,8 @@ progress_update (void   *user,
 {
   Progress *p = user;
 
+  if (p->cancel_after >= 0 && p->calls++ >= p->cancel_after)
+    return 0;
   if (fraction - p->last < 0.005 && fraction < 1.0)
     return 1;
   p->last = fraction;
@@ -375,7 +413,7 @@ mdg_restore_drawable (GimpDrawable    *drawable,
   g_autofree gchar *note = NULL;
   maskdcpt_image    in_image, out_image;
   gint              class_index, channels;
-  Progress          progress = { -1.0 };
+  Progress          progress = { -1.0, 0, test_cancel_after () };
   gsize             offset;
 
   class_index = mdg_class_index (model, degradation, error);
@@ -421,8 +459,8 @@ mdg_restore_drawable (GimpDrawable    *drawable,
                                  (size_t) read.width * channels };
 
   gimp_progress_init (_("Restoring (MaskDCPT)"));
-  if (! mdg_run (model, device, &in_image, &out_image, class_index, (gfloat) MIN (strength, 1.0),
-                 NULL, progress_update, &progress, &note, error))
+  if (! mdg_run (model, device, &in_image, &out_image, class_index, NULL,
+                 (gfloat) MIN (strength, 1.0), progress_update, &progress, &note, error))
     {
       mdg_pixels_clear (&in);
       if (note)

@@ -94,14 +94,17 @@ gboolean    mdg_drawable_region     (GimpDrawable         *drawable,
 
 /* Restores `in` into `out` (same geometry) on a context from
  * mdg_context_new; a device failure during the run is retried on the CPU
- * (note set as above).  Cancel from `progress` gives MDG_ERROR_CANCELLED. */
+ * (note set as above).  Cancel from `progress` gives MDG_ERROR_CANCELLED.
+ * `given`, when not NULL (one entry per class of the model), is the
+ * conditioning to use instead of class_index: the dialog's preview of a
+ * crop passes the probabilities detected on the whole region. */
 gboolean    mdg_run                 (const MdgModel       *model,
                                      const gchar          *device,
                                      const maskdcpt_image *in,
                                      const maskdcpt_image *out,
                                      gint                  class_index,
+                                     const gfloat         *given,
                                      gfloat                strength,
-                                     gfloat               *probs,
                                      maskdcpt_progress_fn  progress,
                                      gpointer              progress_data,
                                      gchar               **note,

@@ -244,6 +244,74 @@ static void test_classes(void) {
   free(b);
 }
 
+/* maskdcpt_restore_with_probabilities: a one-hot vector is the forced
+ * class, classify's output is auto mode, both bit for bit; other vectors
+ * are normalised; bad vectors are refused with a message. */
+static void test_with_probabilities(void) {
+  int w = 70, h = 52;
+  float *in = tu_test_image(w, h, 3, 5);
+  size_t n = (size_t)w * h * 3;
+  float *a = malloc(n * 4), *b = malloc(n * 4);
+  maskdcpt_context *ctx = new_ctx();
+  maskdcpt_image s = {in, w, h, 3, (size_t)w * 3};
+  maskdcpt_image da = {a, w, h, 3, (size_t)w * 3}, db = {b, w, h, 3, (size_t)w * 3};
+  maskdcpt_error err;
+  for (int c = 0; c < 4; c++) {
+    float onehot[4] = {0};
+    onehot[c] = 1.0f;
+    maskdcpt_restore(ctx, &s, &da, c, 0.8f, NULL, NULL);
+    CHECK(maskdcpt_restore_with_probabilities(ctx, &s, &db, onehot, 4, 0.8f, &err) == MASKDCPT_OK,
+          "one-hot %d: %s", c, err.message);
+    CHECK(memcmp(a, b, n * 4) == 0, "one-hot %d is bit-identical to forcing class %d", c, c);
+  }
+  float p[4];
+  CHECK(maskdcpt_classify(ctx, &s, p, NULL) == MASKDCPT_OK, "classify");
+  /* Not summing to 1: normalised, so twice a vector restores as it. */
+  float half[4] = {0.5f, 0.0f, 0.5f, 0.0f}, twice[4] = {1.0f, 0.0f, 1.0f, 0.0f};
+  maskdcpt_restore_with_probabilities(ctx, &s, &da, half, 4, 1.0f, NULL);
+  CHECK(maskdcpt_restore_with_probabilities(ctx, &s, &db, twice, 4, 1.0f, &err) == MASKDCPT_OK,
+        "%s", err.message);
+  CHECK(memcmp(a, b, n * 4) == 0, "probabilities are normalised to sum 1");
+  maskdcpt_restore(ctx, &s, &db, 0, 1.0f, NULL, NULL);
+  CHECK(memcmp(a, b, n * 4) != 0, "a mixture differs from a single class");
+
+  float nan4[4] = {0.5f, NAN, 0.5f, 0.0f}, inf4[4] = {INFINITY, 0, 0, 0};
+  float neg[4] = {0.6f, -0.1f, 0.5f, 0.0f}, zero[4] = {0};
+  struct {
+    const float *p;
+    int count;
+    const char *what, *says;
+  } bad[] = {
+      {p, 3, "3 of 4", "4 classes"},       {p, 5, "5 of 4", "4 classes"},
+      {nan4, 4, "NaN", "finite"},          {inf4, 4, "infinity", "finite"},
+      {neg, 4, "negative", ">= 0"},        {zero, 4, "all zero", "positive"},
+      {NULL, 4, "NULL", "NULL"},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    memset(&err, 0, sizeof err);
+    maskdcpt_status st =
+        maskdcpt_restore_with_probabilities(ctx, &s, &db, bad[i].p, bad[i].count, 1.0f, &err);
+    CHECK(st == MASKDCPT_ERROR_INVALID_ARGUMENT && err.code == st &&
+              strstr(err.message, bad[i].says),
+          "%s refused with a clear message: %s", bad[i].what, err.message);
+  }
+  maskdcpt_restore_with_probabilities(ctx, &s, &db, neg, 4, 1.0f, &err);
+  CHECK(strstr(err.message, "noise") != NULL, "the message names the class: %s", err.message);
+  CHECK(maskdcpt_restore_with_probabilities(NULL, &s, &db, p, 4, 1.0f, &err) ==
+            MASKDCPT_ERROR_INVALID_ARGUMENT,
+        "NULL context");
+  CHECK(maskdcpt_restore_with_probabilities(ctx, &s, &db, p, 4, 1.5f, &err) ==
+            MASKDCPT_ERROR_INVALID_ARGUMENT,
+        "strength > 1");
+  CHECK(maskdcpt_restore_with_probabilities(ctx, &s, &s, p, 4, 1.0f, &err) ==
+            MASKDCPT_ERROR_INVALID_ARGUMENT && strstr(err.message, "overlap"),
+        "in place");
+  maskdcpt_context_free(ctx);
+  free(in);
+  free(a);
+  free(b);
+}
+
 int main(void) {
   mdc_arch arch;
   tu_small_arch(&arch, 8, 2, 32);
@@ -261,6 +329,7 @@ int main(void) {
   test_nan_input();
   test_determinism();
   test_classes();
+  test_with_probabilities();
   maskdcpt_model_free(model);
   return tu_finish();
 }

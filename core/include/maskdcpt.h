@@ -176,6 +176,19 @@ MASKDCPT_API maskdcpt_status maskdcpt_restore(maskdcpt_context *ctx, const maskd
                                               const maskdcpt_image *out, int class_index,
                                               float strength, float *probs, maskdcpt_error *err);
 
+/* As maskdcpt_restore, conditioned on the caller's class probabilities
+ * instead of a classification of `in`: e.g. those maskdcpt_classify gave
+ * for a whole image, to restore a crop of it as the whole run would.
+ * num_probabilities must equal maskdcpt_model_num_classes; each value must
+ * be finite and >= 0, and their sum > 0.  They are normalised to sum 1
+ * (each divided by their sum, as maskdcpt_restore does with its own
+ * classification), so the output of maskdcpt_classify restores exactly as
+ * MASKDCPT_CLASS_AUTO does on the same image, and a one-hot vector exactly
+ * as forcing that class.  Nothing is classified. */
+MASKDCPT_API maskdcpt_status maskdcpt_restore_with_probabilities(
+    maskdcpt_context *ctx, const maskdcpt_image *in, const maskdcpt_image *out,
+    const float *probabilities, int num_probabilities, float strength, maskdcpt_error *err);
+
 #ifdef __cplusplus
 }
 #endif
