@@ -45,7 +45,7 @@
 set -euo pipefail
 
 # Packages installed inside the root (all must exist in trixie).
-D13_PACKAGES="gimp libgimp-3.0-dev libgegl-dev libgtk-3-dev libbabl-dev meson ninja-build gcc g++ pkg-config gettext xvfb xauth libjson-c-dev libpng-dev libjpeg-dev libwebp-dev python3 python3-gi gir1.2-gimp-3.0 gegl xdotool x11-apps netpbm"
+D13_PACKAGES="gimp libgimp-3.0-dev libgegl-dev libgtk-3-dev libbabl-dev meson ninja-build gcc g++ pkg-config gettext xvfb xauth libjson-c-dev libpng-dev libjpeg-dev libwebp-dev python3 python3-gi gir1.2-gimp-3.0 gegl xdotool x11-apps netpbm locales"
 
 D13_SUITE=trixie
 D13_SAFE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin

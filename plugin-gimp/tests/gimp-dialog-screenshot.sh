@@ -12,15 +12,14 @@
 #   scripts/debian13-root.sh run plugin-gimp/tests/gimp-dialog-screenshot.sh /tmp/build-gimp
 #
 # For each language it starts GIMP in a throw-away profile with the plug-in,
-# opens data/samples/coffee.png and calls the procedure in interactive mode
+# opens data/samples/cityscape-rain.png and calls the procedure in interactive mode
 # from Python-Fu (no menus to walk, so no translated window titles to look
 # for), then writes
 #   OUTDIR/gimp-dialog-auto-LANG.png    Auto-detect, with the probability bars
 #   OUTDIR/gimp-dialog-forced-LANG.png  a forced class (JPEG artifacts)
-# The weights are untrained, random ones made by `maskdcpt init`: the bars
-# show what such a network says, which is no detection at all.  The pictures
-# are for the layout only, and the dialog itself says the weights are
-# untrained.  The dialog is cancelled: the image is not changed.
+# The weights are the shipped ones, data/default.safetensors (override:
+# MASKDCPT_WEIGHTS), so the bars show what the network detects in the
+# sample.  The dialog is cancelled: the image is not changed.
 set -euo pipefail
 
 BUILD=$(cd "${1:?usage: $0 BUILDDIR [OUTDIR] [LANG...]}" && pwd)
@@ -51,8 +50,7 @@ for _ in $(seq 50); do [ -s "$TMP/display" ] && break; sleep 0.1; done
 DISPLAY=:$(cat "$TMP/display")
 export DISPLAY NO_AT_BRIDGE=1
 
-"$BUILD/cli/maskdcpt" init "$TMP/untrained.safetensors" >/dev/null
-export MASKDCPT_WEIGHTS=$TMP/untrained.safetensors
+export MASKDCPT_WEIGHTS=${MASKDCPT_WEIGHTS:-$REPO/data/default.safetensors}
 export MASKDCPT_LOCALEDIR=$BUILD/po
 export GEGL_SWAP=$TMP XDG_CACHE_HOME=$TMP/cache
 
@@ -104,7 +102,7 @@ for lang in "${LANGS[@]}"; do
     # The dialog blocks the batch command until it is closed.
     env "${locale_env[@]}" gimp-3.0 --no-splash --no-fonts --batch-interpreter=python-fu-eval -b "
 from gi.repository import Gio
-img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path('$REPO/data/samples/coffee.png'))
+img = Gimp.file_load(Gimp.RunMode.NONINTERACTIVE, Gio.File.new_for_path('$REPO/data/samples/cityscape-rain.png'))
 Gimp.Display.new(img)
 proc = Gimp.get_pdb().lookup_procedure('plug-in-maskdcpt-restore')
 c = proc.create_config()
