@@ -18,5 +18,7 @@ int cli_parse_device(const char *s, maskdcpt_device *out);
 int cli_parse_int(const char *s, const char *what, long lo, long hi, long *out);
 
 int cli_bench(int argc, char **argv);
+/* `maskdcpt compare REFERENCE IMAGE...` (compare.c) */
+int cli_compare(int argc, char **argv);
 
 #endif

@@ -27,6 +27,10 @@ static const char *degrade_help =
        "  -l, --level L          strength 0..1, mapped onto the class's range (default 0.5)\n"
        "  -s, --seed N           seed of every random choice (default 1); the same\n"
        "                         seed, level and class give the same output\n"
+       "      --sigma S          with --type noise: additive Gaussian noise of exactly\n"
+       "                         S (of 255) in every channel, instead of the level's\n"
+       "                         sigma and the seeded variant (the usual benchmark)\n"
+       "      --crop WxH+X+Y     cut this window out of IN first (e.g. 256x256+0+0)\n"
        "  -q, --quality Q        JPEG/WebP output quality 1..100 (default 92)\n"
        "      --bit-depth 8|16   PNG output depth (default: that of IN)\n"
        "      --list             print the classes, how each is made and its ranges\n"
@@ -64,6 +68,55 @@ static int parse_seed(const char *s, uint64_t *out) {
     return -1;
   }
   *out = (uint64_t)v;
+  return 0;
+}
+
+static int parse_sigma(const char *s, double *out) {
+  char *end;
+  errno = 0;
+  double v = strtod(s, &end);
+  if (errno || end == s || *end || !(v >= 0.0 && v <= 255.0)) {
+    cli_error(_("--sigma: '%s' is not a number in 0..255"), s);
+    return -1;
+  }
+  *out = v;
+  return 0;
+}
+
+/* "WxH+X+Y" (ImageMagick's geometry) into r[4] = x, y, w, h. */
+static int parse_crop(const char *s, long r[4]) {
+  char tail;
+  if (sscanf(s, "%ldx%ld+%ld+%ld%c", &r[2], &r[3], &r[0], &r[1], &tail) != 4 || r[0] < 0 ||
+      r[1] < 0 || r[2] < 1 || r[3] < 1) {
+    cli_error(_("--crop: '%s' is not WxH+X+Y (e.g. 256x256+0+0)"), s);
+    return -1;
+  }
+  return 0;
+}
+
+/* Replaces img by its window r = {x, y, w, h}; -1 with a message when the
+ * window does not lie inside the image. */
+static int crop_image(img_image *img, const long r[4], const char *path) {
+  if (r[0] + r[2] > img->width || r[1] + r[3] > img->height) {
+    cli_error(_("%s: --crop %ldx%ld+%ld+%ld does not fit in %dx%d"), path, r[2], r[3], r[0],
+              r[1], img->width, img->height);
+    return -1;
+  }
+  img_image out = {0};
+  char msg[256];
+  if (img_alloc(&out, (int)r[2], (int)r[3], img->channels, msg, sizeof msg) != 0) {
+    cli_error("%s", msg);
+    return -1;
+  }
+  size_t row = (size_t)r[2] * img->channels;
+  for (long y = 0; y < r[3]; y++)
+    memcpy(out.data + (size_t)y * row,
+           img->data + ((size_t)(r[1] + y) * img->width + r[0]) * img->channels,
+           row * sizeof *out.data);
+  out.bit_depth = img->bit_depth;
+  out.format = img->format;
+  img_free(img);
+  *img = out;
   return 0;
 }
 
@@ -107,9 +160,12 @@ int cli_degrade(int argc, char **argv) {
       {"type", required_argument, 0, 't'},    {"level", required_argument, 0, 'l'},
       {"seed", required_argument, 0, 's'},    {"quality", required_argument, 0, 'q'},
       {"bit-depth", required_argument, 0, 'b'}, {"list", no_argument, 0, 'L'},
+      {"sigma", required_argument, 0, 'S'},   {"crop", required_argument, 0, 'C'},
       {"help", no_argument, 0, 'h'},          {0, 0, 0, 0}};
   const char *type = NULL;
   float level = 0.5f;
+  double sigma = -1.0; /* < 0: from the level */
+  long crop[4] = {0, 0, 0, 0};
   uint64_t seed = 1;
   long quality = 0, bit_depth = 0;
   int c;
@@ -126,6 +182,8 @@ int cli_degrade(int argc, char **argv) {
         return 2;
       }
       break;
+    case 'S': if (parse_sigma(optarg, &sigma)) return 2; break;
+    case 'C': if (parse_crop(optarg, crop)) return 2; break;
     case 'L': print_classes(stdout); return 0;
     case 'h': fputs(_(degrade_help), stdout); return 0;
     default: fputs(_(degrade_help), stderr); return 2;
@@ -142,6 +200,10 @@ int cli_degrade(int argc, char **argv) {
     cli_error(_("unknown degradation '%s' (see 'maskdcpt degrade --list')"), type);
     return 2;
   }
+  if (sigma >= 0.0 && class_index != DG_NOISE) {
+    cli_error(_("--sigma needs --type noise"));
+    return 2;
+  }
   const char *in_path = argv[optind], *out_path = argv[optind + 1];
   img_format out_format;
   if (img_format_from_path(out_path, &out_format) != 0) {
@@ -154,11 +216,17 @@ int cli_degrade(int argc, char **argv) {
     cli_error("%s", msg);
     return 1;
   }
+  if (crop[2] && crop_image(&img, crop, in_path) != 0) {
+    img_free(&img);
+    return 1;
+  }
   if (random) dg_random_draw(seed, &class_index, &level);
   /* In place, same layout: grey stays grey, alpha is copied, and bit_depth
    * is kept for the writer. */
-  int rc = dg_apply_channels(img.data, img.width, img.height, img.channels, img.data,
-                             class_index, level, seed, msg, sizeof msg);
+  int rc = sigma >= 0.0 ? dg_apply_gaussian_noise(img.data, img.width, img.height, img.channels,
+                                                  img.data, sigma, seed, msg, sizeof msg)
+                        : dg_apply_channels(img.data, img.width, img.height, img.channels,
+                                            img.data, class_index, level, seed, msg, sizeof msg);
   if (rc != 0) {
     cli_error("%s: %s", in_path, msg);
     img_free(&img);
@@ -173,8 +241,12 @@ int cli_degrade(int argc, char **argv) {
     img_free(&img);
     return 1;
   }
-  printf(_("Wrote %s (%dx%d, %s, level %.2f, seed %llu)\n"), out_path, img.width, img.height,
-         dg_class_name(class_index), (double)level, (unsigned long long)seed);
+  if (sigma >= 0.0)
+    printf(_("Wrote %s (%dx%d, Gaussian noise sigma %g/255, seed %llu)\n"), out_path, img.width,
+           img.height, sigma, (unsigned long long)seed);
+  else
+    printf(_("Wrote %s (%dx%d, %s, level %.2f, seed %llu)\n"), out_path, img.width, img.height,
+           dg_class_name(class_index), (double)level, (unsigned long long)seed);
   img_free(&img);
   return 0;
 }

@@ -1,6 +1,7 @@
 /* main.c - the maskdcpt command-line tool: restore, classify, info, bench,
- * init.  Errors go to stderr as "maskdcpt: message"; exit status 0 on
- * success, 1 on failure, 2 on a usage error, 130 when interrupted. */
+ * init (degrade, contact-sheet and compare live in their own files).
+ * Errors go to stderr as "maskdcpt: message"; exit status 0 on success,
+ * 1 on failure, 2 on a usage error, 130 when interrupted. */
 #include <errno.h>
 #include <getopt.h>
 #include <libintl.h>
@@ -33,12 +34,13 @@ static const char *usage_text =
        "\n"
        "Commands:\n"
        "  restore IN OUT   restore a photo (PNG, JPEG or WebP in and out)\n"
-       "  classify IN      print the probability of each degradation type\n"
+       "  classify IN...   print the probability of each degradation type\n"
        "  info [WEIGHTS]   show a weights file's architecture, classes and provenance\n"
        "  bench            measure speed (megapixels/s, GFLOP/s, share of the FMA peak)\n"
        "  init OUT         write a randomly initialised (untrained) weights file\n"
        "  degrade IN OUT   add a synthetic degradation of a known class (test pairs)\n"
        "  contact-sheet IN OUT.png  every degradation class at three levels\n"
+       "  compare REF IMG...  PSNR and SSIM of images against a reference\n"
        "\n"
        "Run 'maskdcpt COMMAND --help' for a command's options.\n"
        "Weights: --weights FILE, else $MASKDCPT_WEIGHTS, else the installed default.\n");
@@ -63,12 +65,14 @@ static const char *restore_help =
        "On any error no output file is left behind.\n");
 
 static const char *classify_help =
-    N_("Usage: maskdcpt classify IN [OPTIONS]\n"
+    N_("Usage: maskdcpt classify IN... [OPTIONS]\n"
        "Prints the probability of each degradation class, most likely first.\n"
        "\n"
        "  -w, --weights FILE     weights file\n"
        "  -d, --device D         auto (default), cpu or cuda\n"
-       "  -j, --threads N        worker threads\n");
+       "  -j, --threads N        worker threads\n"
+       "      --csv              print 'file,predicted,CLASS...' (one column per class of\n"
+       "                         the weights file, in its order) and one line per IN\n");
 
 static const char *info_help =
     N_("Usage: maskdcpt info [WEIGHTS]\n"
@@ -332,53 +336,82 @@ done:
 
 /* -------------------------------------------------------------- classify */
 
+/* One CSV line per image: the file, the most likely class, then every
+ * class's probability in the weights file's order. */
+static void print_probs_csv(const maskdcpt_model *model, const char *path, const float *probs) {
+  int k = maskdcpt_model_num_classes(model), best = 0;
+  for (int i = 1; i < k; i++)
+    if (probs[i] > probs[best]) best = i;
+  printf("%s,%s", path, maskdcpt_model_class_name(model, best));
+  for (int i = 0; i < k; i++) printf(",%.6f", probs[i]);
+  printf("\n");
+}
+
 static int cmd_classify(int argc, char **argv) {
   static const struct option opts[] = {{"weights", required_argument, 0, 'w'},
                                        {"device", required_argument, 0, 'd'},
                                        {"threads", required_argument, 0, 'j'},
+                                       {"csv", no_argument, 0, 'c'},
                                        {"help", no_argument, 0, 'h'},
                                        {0, 0, 0, 0}};
   const char *weights = NULL;
   maskdcpt_device device = MASKDCPT_DEVICE_AUTO;
   long threads = 0;
-  int c;
+  int csv = 0, c;
   while ((c = getopt_long(argc, argv, "w:d:j:h", opts, NULL)) != -1) {
     switch (c) {
     case 'w': weights = optarg; break;
     case 'd': if (cli_parse_device(optarg, &device)) return 2; break;
     case 'j': if (cli_parse_int(optarg, "--threads", 0, 1024, &threads)) return 2; break;
+    case 'c': csv = 1; break;
     case 'h': fputs(_(classify_help), stdout); return 0;
     default: fputs(_(classify_help), stderr); return 2;
     }
   }
-  if (argc - optind != 1) {
+  if (argc - optind < 1) {
     fputs(_(classify_help), stderr);
     return 2;
   }
-  char msg[1024];
-  img_image in = {0};
-  if (img_read(argv[optind], &in, msg, sizeof msg) != 0) {
-    cli_error("%s", msg);
-    return 1;
-  }
+  /* one model for all files: a batch costs one load */
   maskdcpt_model *model = cli_load_model(weights);
   maskdcpt_context *ctx = model ? make_context(model, device, (int)threads, 0, 1024, 0, 1) : NULL;
-  int status = 1;
-  if (ctx) {
+  if (!ctx) {
+    maskdcpt_model_free(model);
+    return 1;
+  }
+  if (csv) {
+    printf("file,predicted");
+    for (int i = 0; i < maskdcpt_model_num_classes(model); i++)
+      printf(",%s", maskdcpt_model_class_name(model, i));
+    printf("\n");
+  }
+  int status = 0;
+  for (int f = optind; f < argc; f++) {
+    char msg[1024];
+    img_image in = {0};
+    if (img_read(argv[f], &in, msg, sizeof msg) != 0) {
+      cli_error("%s", msg);
+      status = 1;
+      continue;
+    }
     maskdcpt_image src = {in.data, in.width, in.height, in.channels, (size_t)in.width * in.channels};
     float probs[64];
     maskdcpt_error err;
     if (maskdcpt_classify(ctx, &src, probs, &err) == MASKDCPT_OK) {
-      printf("%s:\n", argv[optind]);
-      print_probs(stdout, model, probs);
-      status = 0;
+      if (csv) {
+        print_probs_csv(model, argv[f], probs);
+      } else {
+        printf("%s:\n", argv[f]);
+        print_probs(stdout, model, probs);
+      }
     } else {
       cli_error("%s", err.message);
+      status = 1;
     }
+    img_free(&in);
   }
   maskdcpt_context_free(ctx);
   maskdcpt_model_free(model);
-  img_free(&in);
   return status;
 }
 
@@ -557,6 +590,7 @@ int main(int argc, char **argv) {
   if (strcmp(cmd, "init") == 0) return cmd_init(argc, argv);
   if (strcmp(cmd, "degrade") == 0) return cli_degrade(argc, argv);
   if (strcmp(cmd, "contact-sheet") == 0) return cli_contact_sheet(argc, argv);
+  if (strcmp(cmd, "compare") == 0) return cli_compare(argc, argv);
   cli_error(_("unknown command '%s'"), cmd);
   fputs(_(usage_text), stderr);
   return 2;

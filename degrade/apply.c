@@ -74,14 +74,12 @@ int dg_apply(const float *in, int w, int h, float *out, int class_index, float l
   return 0;
 }
 
-int dg_apply_channels(const float *in, int w, int h, int channels, float *out,
-                      int class_index, float level, uint64_t seed, char *msg, size_t msg_size) {
-  if (channels == 3) return dg_apply(in, w, h, out, class_index, level, seed, msg, msg_size);
-  if (channels < 1 || channels > 4) {
-    dg_msg(msg, msg_size, "degrade: %d channels (expected 1..4)", channels);
-    return -1;
-  }
-  if (check_args(in, w, h, out, class_index, level, msg, msg_size) != 0) return -1;
+/* Runs fn on an RGB copy of a 1, 2 or 4 channel image: grey is replicated
+ * to RGB and the first channel kept, alpha is copied untouched. */
+typedef int (*rgb_fn)(float *rgb, int w, int h, const void *arg, char *msg, size_t msg_size);
+
+static int on_rgb_copy(const float *in, int w, int h, int channels, float *out, rgb_fn fn,
+                       const void *arg, char *msg, size_t msg_size) {
   size_t npix = (size_t)w * h;
   float *rgb = malloc(npix * 3 * sizeof *rgb);
   if (!rgb) {
@@ -91,7 +89,7 @@ int dg_apply_channels(const float *in, int w, int h, int channels, float *out,
   int colour = channels >= 3;
   for (size_t i = 0; i < npix; i++)
     for (int c = 0; c < 3; c++) rgb[i * 3 + c] = in[i * channels + (colour ? c : 0)];
-  int rc = dg_apply(rgb, w, h, rgb, class_index, level, seed, msg, msg_size);
+  int rc = fn(rgb, w, h, arg, msg, msg_size);
   if (rc == 0)
     for (size_t i = 0; i < npix; i++) {
       for (int c = 0; c < (colour ? 3 : 1); c++) out[i * channels + c] = rgb[i * 3 + c];
@@ -99,6 +97,65 @@ int dg_apply_channels(const float *in, int w, int h, int channels, float *out,
     }
   free(rgb);
   return rc;
+}
+
+typedef struct class_arg {
+  int class_index;
+  float level;
+  uint64_t seed;
+} class_arg;
+
+static int class_on_rgb(float *rgb, int w, int h, const void *arg, char *msg, size_t msg_size) {
+  const class_arg *a = arg;
+  return dg_apply(rgb, w, h, rgb, a->class_index, a->level, a->seed, msg, msg_size);
+}
+
+int dg_apply_channels(const float *in, int w, int h, int channels, float *out,
+                      int class_index, float level, uint64_t seed, char *msg, size_t msg_size) {
+  if (channels == 3) return dg_apply(in, w, h, out, class_index, level, seed, msg, msg_size);
+  if (channels < 1 || channels > 4) {
+    dg_msg(msg, msg_size, "degrade: %d channels (expected 1..4)", channels);
+    return -1;
+  }
+  if (check_args(in, w, h, out, class_index, level, msg, msg_size) != 0) return -1;
+  class_arg a = {class_index, level, seed};
+  return on_rgb_copy(in, w, h, channels, out, class_on_rgb, &a, msg, msg_size);
+}
+
+typedef struct awgn_arg {
+  double sigma255;
+  uint64_t seed;
+} awgn_arg;
+
+/* The noise class's colour Gaussian variant at an exact sigma, drawing
+ * from the same pixel stream as dg_apply(DG_NOISE, ..., seed). */
+static int awgn_on_rgb(float *rgb, int w, int h, const void *arg, char *msg, size_t msg_size) {
+  (void)msg, (void)msg_size;
+  const awgn_arg *a = arg;
+  size_t n = (size_t)w * h * 3;
+  dg_noise_params p = {0};
+  p.sigma = a->sigma255 / 255.0;
+  dg_clip(rgb, n);
+  dg_noise_add(rgb, (size_t)w * h, &p,
+               dg_seed_derive(dg_class_seed(a->seed, DG_NOISE), DG_TAG_PIXELS));
+  dg_clip(rgb, n);
+  return 0;
+}
+
+int dg_apply_gaussian_noise(const float *in, int w, int h, int channels, float *out,
+                            double sigma255, uint64_t seed, char *msg, size_t msg_size) {
+  if (check_args(in, w, h, out, DG_NOISE, 0.0f, msg, msg_size) != 0) return -1;
+  if (channels < 1 || channels > 4 || !(sigma255 >= 0.0 && sigma255 <= 255.0)) {
+    dg_msg(msg, msg_size, "degrade: %d channels (expected 1..4) or sigma %g outside 0..255",
+           channels, sigma255);
+    return -1;
+  }
+  awgn_arg a = {sigma255, seed};
+  if (channels == 3) {
+    if (out != in) memmove(out, in, (size_t)w * h * 3 * sizeof *out);
+    return awgn_on_rgb(out, w, h, &a, msg, msg_size);
+  }
+  return on_rgb_copy(in, w, h, channels, out, awgn_on_rgb, &a, msg, msg_size);
 }
 
 void dg_random_draw(uint64_t seed, int *class_out, float *level_out) {

@@ -76,6 +76,15 @@ int dg_apply(const float *in, int w, int h, float *out, int class_index, float l
 int dg_apply_channels(const float *in, int w, int h, int channels, float *out,
                       int class_index, float level, uint64_t seed, char *msg, size_t msg_size);
 
+/* Additive white Gaussian noise of exactly sigma255 (0..255 scale) on the
+ * encoded values, independent in R, G and B: the usual denoising benchmark
+ * (e.g. sigma 25), i.e. the noise class's colour Gaussian variant without
+ * its seeded choice of variant.  Same layouts as dg_apply_channels; the
+ * pixel noise is that of dg_apply(DG_NOISE, level, seed) whenever the
+ * class draws that variant for the seed. */
+int dg_apply_gaussian_noise(const float *in, int w, int h, int channels, float *out,
+                            double sigma255, uint64_t seed, char *msg, size_t msg_size);
+
 /* The trainer's draw: a class uniformly from all DG_NUM_CLASSES and a
  * level uniformly from [0,1], both from the seed. */
 void dg_random_draw(uint64_t seed, int *class_out, float *level_out);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # test_cli.sh MASKDCPT SAMPLE.png - the command-line tool end to end:
 # help for every command, restore in every format, bit depth and alpha kept,
-# strength 0 exact, clear errors with nothing left behind.
+# strength 0 exact, clear errors with nothing left behind, degrade's crop and
+# exact-sigma noise, compare's PSNR / SSIM and classify's CSV.
 set -u
 exe=$1 sample=$2
 tmp=$(mktemp -d "${MASKDCPT_TEST_TMP:-/tmp}/cli.XXXXXX")
@@ -21,7 +22,7 @@ fails() { # description expected-status command... : must exit with that status
 png_depth() { od -An -tu1 -j24 -N1 "$1" | tr -d ' '; }
 png_colour() { od -An -tu1 -j25 -N1 "$1" | tr -d ' '; }
 
-for cmd in restore classify info bench init degrade contact-sheet; do
+for cmd in restore classify info bench init degrade contact-sheet compare; do
   check "$cmd --help" "$exe" "$cmd" --help
 done
 check "--help" "$exe" --help
@@ -53,6 +54,29 @@ check "restore 16-bit input" "$exe" restore "$tmp/r16.png" "$tmp/r16b.png" --wei
 check "strength 0" "$exe" restore "$tmp/noisy.png" "$tmp/s0.png" --weights "$w" --strength 0 --quiet
 check "strength 0 again" "$exe" restore "$tmp/s0.png" "$tmp/s0b.png" --weights "$w" --strength 0 --quiet
 cmp -s "$tmp/s0.png" "$tmp/s0b.png" && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: strength 0 is the identity"; }
+
+# compare: identical -> inf / 1; Gaussian sigma 10 -> about 20 log10(255/10)
+# = 28.1 dB (a little more, since clipping at 0 and 1 removes some noise)
+csv_field() { awk -F, -v f="$2" -v c="$3" '$1 == f { print $c }' "$1"; }
+check "degrade --sigma" "$exe" degrade "$sample" "$tmp/n10.png" --type noise --sigma 10 --seed 1
+check "compare --csv" "$exe" compare "$sample" "$sample" "$tmp/n10.png" --csv
+"$exe" compare --csv "$sample" "$sample" "$tmp/n10.png" > "$tmp/cmp.csv" 2>&1
+[ "$(head -1 "$tmp/cmp.csv")" = "file,psnr,ssim" ] && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: compare CSV header"; }
+[ "$(csv_field "$tmp/cmp.csv" "$sample" 2)" = inf ] && [ "$(csv_field "$tmp/cmp.csv" "$sample" 3)" = 1.000000 ] \
+  && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: identical images: PSNR inf, SSIM 1"; cat "$tmp/cmp.csv"; }
+awk -v p="$(csv_field "$tmp/cmp.csv" "$tmp/n10.png" 2)" 'BEGIN { exit !(p > 27.9 && p < 28.8) }' \
+  && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: sigma 10 noise: PSNR near 28.1 dB"; cat "$tmp/cmp.csv"; }
+check "degrade --crop" "$exe" degrade "$sample" "$tmp/crop.png" --type clean --crop 64x48+10+20
+[ "$(od -An -tu1 -j16 -N8 "$tmp/crop.png" | tr -s ' ')" = " 0 0 0 64 0 0 0 48" ] \
+  && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: --crop gives 64x48"; }
+fails "compare size mismatch" 1 "$exe" compare "$sample" "$tmp/crop.png"
+grep -q "sizes must match" "$tmp/out.log" && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: size mismatch says so"; }
+fails "compare one file" 2 "$exe" compare "$sample"
+fails "crop outside" 1 "$exe" degrade "$sample" "$tmp/t.png" --type clean --crop 64x48+590+0
+fails "--sigma without noise" 2 "$exe" degrade "$sample" "$tmp/t.png" --type jpeg --sigma 5
+"$exe" classify --csv "$tmp/n10.png" "$tmp/crop.png" --weights "$w" > "$tmp/cls.csv" 2>/dev/null
+[ "$(wc -l < "$tmp/cls.csv")" = 3 ] && head -1 "$tmp/cls.csv" | grep -q '^file,predicted,clean,noise,' \
+  && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: classify --csv"; cat "$tmp/cls.csv"; }
 
 # errors: clear message, right status, no output file left
 head -c 3000 "$sample" > "$tmp/truncated.png"

@@ -1,6 +1,7 @@
 /* test_degrade.c - the degradation synthesis library (degrade/): registry,
  * determinism, level monotonicity, noise statistics, kernels, JPEG against
- * a direct libjpeg round trip, edge sizes, channel layouts, thread safety.
+ * a direct libjpeg round trip, edge sizes, channel layouts, thread safety,
+ * exact-sigma Gaussian noise and the PSNR / SSIM metrics.
  *
  * `test_degrade --bench` instead prints degraded 256x256 crops per second
  * on one core for each class (not run by the test suite).
@@ -22,6 +23,7 @@
 
 #include "degrade.h"
 #include "dg_internal.h"
+#include "metrics.h"
 
 static int g_passed, g_failed;
 
@@ -356,6 +358,88 @@ static void test_noise_stats(void) {
             fabs(mean_hi - dg_linear_to_srgb((float)(0.05 * lin))) < 0.03,
         "low-light means %.3f, %.3f", mean_lo, mean_hi);
   free(img), free(out);
+}
+
+/* dg_apply_gaussian_noise: exactly sigma in every channel, independent
+ * channels, and the class's own pixels when its seed draws that variant. */
+static void test_gaussian_noise(void) {
+  const int w = 256, h = 256;
+  size_t npix = (size_t)w * h;
+  float *img = malloc(npix * 3 * sizeof *img), *out = malloc(npix * 3 * sizeof *out);
+  float *ref = malloc(npix * 3 * sizeof *ref);
+  char msg[256];
+  flat(img, npix, 0.5f);
+  CHECK(dg_apply_gaussian_noise(img, w, h, 3, out, 25.0, 9, msg, sizeof msg) == 0, "%s", msg);
+  double corr = 0;
+  for (int c = 0; c < 3; c++) {
+    double mean, sd;
+    channel_stats(out, npix, c, &mean, &sd);
+    CHECK(fabs(sd - 25.0 / 255) < 0.02 * 25.0 / 255 && fabs(mean - 0.5) < 0.005,
+          "sigma 25: channel %d sd %.5f, mean %.4f", c, sd * 255, mean);
+  }
+  for (size_t i = 0; i < npix; i++) corr += (out[i * 3] - 0.5) * (out[i * 3 + 1] - 0.5);
+  corr /= npix * (25.0 / 255) * (25.0 / 255);
+  CHECK(fabs(corr) < 0.03, "channels independent: correlation %.4f", corr);
+  uint64_t seed = 1; /* a seed whose class draw is colour Gaussian noise */
+  dg_noise_params p;
+  for (;; seed++) {
+    dg_noise_class_params(0.5f, seed, &p);
+    if (!p.poisson && !p.grey) break;
+  }
+  float *photo = photo_image(64, 48, 3);
+  dg_apply(photo, 64, 48, ref, DG_NOISE, 0.5f, seed, msg, sizeof msg);
+  dg_apply_gaussian_noise(photo, 64, 48, 3, out, 5.0 + 45.0 * 0.5, seed, msg, sizeof msg);
+  double worst = 0;
+  for (size_t i = 0; i < 64 * 48 * 3; i++)
+    if (fabs(out[i] - ref[i]) > worst) worst = fabs(out[i] - ref[i]);
+  CHECK(worst == 0, "same pixels as the noise class at the same sigma: %.3g", worst);
+  /* grey in, grey out */
+  float grey[64 * 48];
+  for (int i = 0; i < 64 * 48; i++) grey[i] = photo[i * 3];
+  CHECK(dg_apply_gaussian_noise(grey, 64, 48, 1, grey, 25.0, 1, msg, sizeof msg) == 0, "%s", msg);
+  CHECK(dg_apply_gaussian_noise(grey, 64, 48, 3, grey, 300.0, 1, msg, sizeof msg) != 0,
+        "sigma outside 0..255 refused");
+  free(photo), free(img), free(out), free(ref);
+}
+
+/* The straightforward 2-D form of SSIM that metrics.c computes separably. */
+static double ssim_direct(const float *a, const float *b, int w, int h) {
+  double g[11], gs = 0, total = 0;
+  for (int i = 0; i < 11; i++) gs += g[i] = exp(-(i - 5) * (i - 5) / (2 * 1.5 * 1.5));
+  long count = 0;
+  for (int c = 0; c < 3; c++)
+    for (int y = 5; y < h - 5; y++)
+      for (int x = 5; x < w - 5; x++) {
+        double ma = 0, mb = 0, saa = 0, sbb = 0, sab = 0;
+        for (int dy = -5; dy <= 5; dy++)
+          for (int dx = -5; dx <= 5; dx++) {
+            double wt = g[dy + 5] * g[dx + 5] / (gs * gs);
+            size_t i = ((size_t)(y + dy) * w + (x + dx)) * 3 + c;
+            ma += wt * a[i], mb += wt * b[i];
+            saa += wt * a[i] * a[i], sbb += wt * b[i] * b[i], sab += wt * a[i] * b[i];
+          }
+        double va = saa - ma * ma, vb = sbb - mb * mb, cov = sab - ma * mb;
+        total += ((2 * ma * mb + 1e-4) * (2 * cov + 9e-4)) /
+                 ((ma * ma + mb * mb + 1e-4) * (va + vb + 9e-4));
+        count++;
+      }
+  return total / count;
+}
+
+static void test_metrics(void) {
+  const int w = 40, h = 29;
+  size_t n = (size_t)w * h * 3;
+  float *a = photo_image(w, h, 5), *b = malloc(n * sizeof *b);
+  for (size_t i = 0; i < n; i++) b[i] = a[i] + 0.01f;
+  CHECK(fabs(dg_psnr(a, b, n) - 40.0) < 1e-3, "offset 0.01: PSNR %.4f (want 40)", dg_psnr(a, b, n));
+  CHECK(dg_psnr(a, a, n) == DG_PSNR_IDENTICAL, "identical: PSNR %g", dg_psnr(a, a, n));
+  CHECK(fabs(dg_ssim(a, a, w, h) - 1.0) < 1e-12, "identical: SSIM %.15f", dg_ssim(a, a, w, h));
+  char msg[256];
+  dg_apply(a, w, h, b, DG_NOISE, 0.5f, 3, msg, sizeof msg);
+  double s = dg_ssim(a, b, w, h), d = ssim_direct(a, b, w, h);
+  CHECK(fabs(s - d) < 1e-12 && s < 0.9, "noisy: SSIM %.15f, direct %.15f", s, d);
+  CHECK(isnan(dg_ssim(a, b, 10, 40)), "SSIM below 11 px is NaN");
+  free(a), free(b);
 }
 
 /* ------------------------------------------------------------- kernels */
@@ -800,6 +884,8 @@ int main(int argc, char **argv) {
   test_clean();
   test_monotonic();
   test_noise_stats();
+  test_gaussian_noise();
+  test_metrics();
   test_kernels();
   test_jpeg();
   test_resize();

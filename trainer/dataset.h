@@ -11,6 +11,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The split every command uses (training, eval, split): 5 % of the
+ * photos, chosen by a hash of the name seeded with 7. */
+#define TR_VAL_FRACTION 0.05
+#define TR_SPLIT_SEED 7
+
 typedef struct tr_photo {
   char *name; /* file name, for messages and the manifest */
   int width, height;

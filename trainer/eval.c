@@ -5,9 +5,9 @@
  * at the given level, then restored in auto mode and with the true class
  * forced.  PSNR and SSIM (on R'G'B', 0..1) of the degraded input and of
  * both restorations are averaged per class; the auto-mode classification
- * gives the accuracy and the confusion matrix. */
+ * gives the accuracy and the confusion matrix.  PSNR and SSIM are those of
+ * degrade/metrics.h, the same as `maskdcpt compare`. */
 #include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,42 +17,7 @@
 #include "eval.h"
 #include "arch.h"
 #include "maskdcpt.h"
-
-static double psnr(const float *a, const float *b, size_t n) {
-  double se = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = (double)a[i] - b[i];
-    se += d * d;
-  }
-  return se > 0 ? 10.0 * log10(n / se) : 99.0;
-}
-
-/* Mean SSIM over the three channels with an 11x11 Gaussian window
- * (sigma 1.5) and the usual constants for a 0..1 range. */
-static double ssim(const float *a, const float *b, int w, int h) {
-  const double c1 = 0.0001, c2 = 0.0009;
-  double g[11], gs = 0;
-  for (int i = 0; i < 11; i++) gs += g[i] = exp(-(i - 5) * (i - 5) / (2 * 1.5 * 1.5));
-  for (int i = 0; i < 11; i++) g[i] /= gs;
-  double total = 0;
-  long count = 0;
-  for (int c = 0; c < 3; c++)
-    for (int y = 5; y < h - 5; y++)
-      for (int x = 5; x < w - 5; x++) {
-        double ma = 0, mb = 0, saa = 0, sbb = 0, sab = 0;
-        for (int dy = -5; dy <= 5; dy++)
-          for (int dx = -5; dx <= 5; dx++) {
-            double wt = g[dy + 5] * g[dx + 5];
-            size_t i = ((size_t)(y + dy) * w + (x + dx)) * 3 + c;
-            ma += wt * a[i], mb += wt * b[i];
-            saa += wt * a[i] * a[i], sbb += wt * b[i] * b[i], sab += wt * a[i] * b[i];
-          }
-        double va = saa - ma * ma, vb = sbb - mb * mb, cov = sab - ma * mb;
-        total += ((2 * ma * mb + c1) * (2 * cov + c2)) / ((ma * ma + mb * mb + c1) * (va + vb + c2));
-        count++;
-      }
-  return count ? total / count : 1.0;
-}
+#include "metrics.h"
 
 typedef struct class_stats {
   double psnr_in, psnr_auto, psnr_forced, ssim_in, ssim_auto, ssim_forced;
@@ -97,8 +62,9 @@ int tr_eval_main(int argc, char **argv) {
   if (k > dg_num_classes()) k = dg_num_classes();
   tr_dataset ds;
   char msg[512];
-  /* the same split as training (split seed 7) */
-  if (tr_dataset_load(&ds, argv[optind + 1], crop, 0.05, 7, msg, sizeof msg) != 0) {
+  /* the same split as training */
+  if (tr_dataset_load(&ds, argv[optind + 1], crop, TR_VAL_FRACTION, TR_SPLIT_SEED, msg,
+                      sizeof msg) != 0) {
     fprintf(stderr, "maskdcpt-train eval: %s\n", msg);
     return 1;
   }
@@ -127,10 +93,11 @@ int tr_eval_main(int argc, char **argv) {
     confusion[s.label][best]++;
     correct += best == s.label;
     class_stats *cs = &st[s.label];
-    cs->psnr_in += psnr(deg, clean, px), cs->psnr_auto += psnr(ra, clean, px);
-    cs->psnr_forced += psnr(rf, clean, px);
-    cs->ssim_in += ssim(deg, clean, crop, crop), cs->ssim_auto += ssim(ra, clean, crop, crop);
-    cs->ssim_forced += ssim(rf, clean, crop, crop);
+    cs->psnr_in += dg_psnr(deg, clean, px), cs->psnr_auto += dg_psnr(ra, clean, px);
+    cs->psnr_forced += dg_psnr(rf, clean, px);
+    cs->ssim_in += dg_ssim(deg, clean, crop, crop);
+    cs->ssim_auto += dg_ssim(ra, clean, crop, crop);
+    cs->ssim_forced += dg_ssim(rf, clean, crop, crop);
     cs->n++;
     fprintf(stderr, "\reval %d/%d", i + 1, total);
   }

@@ -19,6 +19,7 @@
 #include "loader.h"
 #include "optim.h"
 #include "plot.h"
+#include "split.h"
 #include "train_net.h"
 #include "validate.h"
 
@@ -59,6 +60,7 @@ static const char *usage =
     "Usage: maskdcpt-train DATA OUTDIR [OPTIONS]\n"
     "       maskdcpt-train eval WEIGHTS DATA [--crop 128] [--level 0.5] [--csv FILE]\n"
     "       maskdcpt-train plot OUT.png LOG.csv[=LABEL]...\n"
+    "       maskdcpt-train split DATA [--crop N] [--train]   (validation photos' names)\n"
     "Trains on the photos in DATA (a directory or a list file) and writes\n"
     "OUTDIR/checkpoint.bin, OUTDIR/log.csv, OUTDIR/curves.png, OUTDIR/validation.csv,\n"
     "OUTDIR/validation.png (degraded / restored / clean per class) and\n"
@@ -132,7 +134,7 @@ static void parse_args(int argc, char **argv, settings *s) {
   s->loader_threads = 1;
   s->log_every = 10;
   s->lr = 1e-3, s->clip = 1.0, s->ema = 0.999, s->focal_gamma = 2.0, s->cls_weight = 0.1;
-  s->mask_ratio = 0.5, s->val_fraction = 0.05, s->seed = 1;
+  s->mask_ratio = 0.5, s->val_fraction = TR_VAL_FRACTION, s->seed = 1;
   int c;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
@@ -286,6 +288,7 @@ static int export_weights(const tr_net *t, const float *ema, const settings *s, 
 int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "eval") == 0) return tr_eval_main(argc - 1, argv + 1);
   if (argc > 1 && strcmp(argv[1], "plot") == 0) return tr_plot_main(argc - 1, argv + 1);
+  if (argc > 1 && strcmp(argv[1], "split") == 0) return tr_split_main(argc - 1, argv + 1);
   settings s;
   parse_args(argc, argv, &s);
   char msg[1024], path[4096];
@@ -309,7 +312,7 @@ int main(int argc, char **argv) {
   if (!be || !be->conv1x1_backward) die("%s", "no CPU backend with backward passes");
 
   tr_dataset ds;
-  if (tr_dataset_load(&ds, s.data, s.crop, s.val_fraction, 7, msg, sizeof msg) != 0)
+  if (tr_dataset_load(&ds, s.data, s.crop, s.val_fraction, TR_SPLIT_SEED, msg, sizeof msg) != 0)
     die("%s", msg);
 
   /* optimizer state: param (= the net's storage), m, v, ema */
@@ -458,6 +461,13 @@ int main(int argc, char **argv) {
   tr_loader_free(loader);
   fclose(log);
   if (val_log) fclose(val_log);
+  /* a resume with no steps left (e.g. to export again with --fp16) still
+   * records real validation figures */
+  if (last_val.samples == 0 && ds.num_val > 0) {
+    snprintf(path, sizeof path, "%s/validation.png", s.out);
+    if (tr_validate(&t, be, &ds, k, path, &last_val, msg, sizeof msg) != 0)
+      fprintf(stderr, "maskdcpt-train: %s\n", msg);
+  }
   snprintf(path, sizeof path, "%s/weights.safetensors", s.out);
   int rc = export_weights(&t, st.ema, &s, st.step, &last_val, path);
   if (rc == 0)
