@@ -259,6 +259,10 @@ static void draw_mask(unsigned char *mask, int patches, double ratio, uint64_t s
   for (int i = 0; i < n; i++) mask[order[i]] = i >= masked;
 }
 
+/* The provenance of the --init weights, kept so that a chain of runs
+ * (e.g. pre-training, then fine-tuning) stays on record in the export. */
+static char *init_provenance;
+
 static int export_weights(const tr_net *t, const float *ema, const settings *s, long step,
                           const tr_val_result *val, const char *path) {
   mdc_weights w;
@@ -272,14 +276,23 @@ static int export_weights(const tr_net *t, const float *ema, const settings *s, 
            "\"samples\":%d,\"weights\":\"current (not EMA) at the last checkpoint\"}}",
            maskdcpt_version_string(), step, s->data, (unsigned long long)file_hash(manifest), cfg,
            val->psnr_in, val->psnr_out, val->accuracy, val->samples);
+  char *full = NULL;
+  if (init_provenance) { /* prov ends with '}': insert the init's record */
+    size_t n = strlen(prov) + strlen(init_provenance) + 32;
+    if (!(full = malloc(n))) die("%s", "out of memory");
+    snprintf(full, n, "%.*s,\"init_provenance\":%s}", (int)strlen(prov) - 1, prov,
+             init_provenance);
+  }
   int rc = mdc_net_to_weights(&t->net, ema, &w, &err) == MASKDCPT_OK &&
-                   mdc_weights_set_metadata(&w, "provenance", prov, &err) == MASKDCPT_OK &&
+                   mdc_weights_set_metadata(&w, "provenance", full ? full : prov, &err) ==
+                       MASKDCPT_OK &&
                    (!synth || mdc_weights_set_metadata(&w, "synthesis", synth, &err) == MASKDCPT_OK) &&
                    mdc_weights_write(&w, path, s->fp16, &err) == MASKDCPT_OK
                ? 0
                : -1;
   if (rc) fprintf(stderr, "maskdcpt-train: %s\n", err.message);
   mdc_weights_clear(&w);
+  free(full);
   free(cfg);
   free(synth);
   return rc;
@@ -300,6 +313,8 @@ int main(int argc, char **argv) {
   if (s.init) {
     if (mdc_weights_load(s.init, &w, &err) != MASKDCPT_OK) die("%s", err.message);
     s.arch = w.arch;
+    const char *prov = mdc_weights_metadata(&w, "provenance");
+    if (prov && *prov == '{' && !(init_provenance = strdup(prov))) die("%s", "out of memory");
   } else if (mdc_weights_init_random(&w, &s.arch, (uint64_t)s.seed, 0.0f, &err) != MASKDCPT_OK) {
     die("%s", err.message);
   }
@@ -473,7 +488,7 @@ int main(int argc, char **argv) {
   if (rc == 0)
     fprintf(stderr, "maskdcpt-train: %s after %ld steps (%.0f s): %s\n",
             stop_requested ? "stopped" : "done", st.step, now_seconds() - t_start, path);
-  free(dout), free(mask), free(opt), free(st.settings);
+  free(dout), free(mask), free(opt), free(st.settings), free(init_provenance);
   tr_dataset_free(&ds);
   mdc_backend_free(be);
   tr_net_free(&t);
