@@ -127,38 +127,81 @@ maskdcpt_status maskdcpt_context_new(const maskdcpt_model *model, maskdcpt_conte
   return maskdcpt_context_set_device(ctx, MASKDCPT_DEVICE_AUTO, err);
 }
 
+/* Frees what lives in the current backend's memory. */
+static void release_backend_memory(maskdcpt_context *ctx) {
+  if (ctx->work_owner) mdc_be_free(ctx->work_owner, ctx->work);
+  ctx->work = NULL, ctx->work_size = 0, ctx->work_owner = NULL;
+  if (ctx->cuda) {
+    mdc_be_free(ctx->cuda, ctx->device_net.storage);
+    mdc_be_free(ctx->cuda, ctx->device_cond.mixed);
+  }
+  mdc_net_clear(&ctx->device_net);
+  memset(&ctx->device_cond, 0, sizeof ctx->device_cond);
+}
+
+static void drop_cuda(maskdcpt_context *ctx) {
+  release_backend_memory(ctx);
+  if (ctx->backend == ctx->cuda) ctx->backend = NULL;
+  mdc_backend_free(ctx->cuda);
+  ctx->cuda = NULL;
+}
+
 void maskdcpt_context_free(maskdcpt_context *ctx) {
   if (!ctx) return;
+  drop_cuda(ctx);
   mdc_backend_free(ctx->backend);
-  free(ctx->work);
+  free(ctx->host_work);
   mdc_net_cond_clear(&ctx->cond);
   free(ctx);
+}
+
+/* MASKDCPT_CUDA_STRICT=1: no TF32 (results within float rounding of the
+ * CPU's; for tests and comparisons). */
+static int cuda_strict(void) {
+  const char *s = getenv("MASKDCPT_CUDA_STRICT");
+  return s && *s && strcmp(s, "0") != 0;
 }
 
 maskdcpt_status maskdcpt_context_set_device(maskdcpt_context *ctx, maskdcpt_device device,
                                             maskdcpt_error *err) {
   if (!ctx) return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT, "set_device: NULL context");
-  switch (device) {
-  case MASKDCPT_DEVICE_AUTO:
-    ctx->device = MASKDCPT_DEVICE_CPU;
-    snprintf(ctx->device_note, sizeof ctx->device_note,
-             "using the CPU: this build has no CUDA backend");
+  if (device != MASKDCPT_DEVICE_AUTO && device != MASKDCPT_DEVICE_CPU &&
+      device != MASKDCPT_DEVICE_CUDA)
+    return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT, "set_device: unknown device %d",
+                         (int)device);
+  ctx->device_note[0] = '\0';
+  ctx->cuda_failed_over = 0;
+  ctx->device_budget = 0;
+  if (device == MASKDCPT_DEVICE_CPU) {
+    drop_cuda(ctx);
+    ctx->device = device;
     return MASKDCPT_OK;
-  case MASKDCPT_DEVICE_CPU:
-    ctx->device = MASKDCPT_DEVICE_CPU;
-    ctx->device_note[0] = '\0';
-    return MASKDCPT_OK;
-  case MASKDCPT_DEVICE_CUDA:
-    return mdc_set_error(err, MASKDCPT_ERROR_DEVICE,
-                         "CUDA requested, but this build has no CUDA backend");
   }
-  return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT, "set_device: unknown device %d",
-                       (int)device);
+  if (!ctx->cuda) {
+    char msg[256];
+    ctx->cuda = mdc_backend_cuda_new(0, cuda_strict(), msg, sizeof msg);
+    if (!ctx->cuda) {
+      if (device == MASKDCPT_DEVICE_CUDA)
+        return mdc_set_error(err, MASKDCPT_ERROR_DEVICE, "CUDA requested, but %s", msg);
+      snprintf(ctx->device_note, sizeof ctx->device_note, "using the CPU: %s", msg);
+    }
+  }
+  ctx->device = device;
+  return MASKDCPT_OK;
+}
+
+int mdc_context_fail_over(maskdcpt_context *ctx, const char *why) {
+  if (ctx->device != MASKDCPT_DEVICE_AUTO || !ctx->cuda || ctx->cuda_failed_over) return 0;
+  drop_cuda(ctx);
+  ctx->cuda_failed_over = 1;
+  snprintf(ctx->device_note, sizeof ctx->device_note, "using the CPU: %s", why);
+  return 1;
 }
 
 const char *maskdcpt_context_device_name(const maskdcpt_context *ctx) {
   if (!ctx) return "";
   if (ctx->backend) return ctx->backend->name;
+  if (ctx->cuda && !ctx->scalar) return ctx->cuda->name;
   return ctx->scalar || !mdc_cpu_has_avx2_fma() ? "cpu-scalar" : "cpu-avx2";
 }
 
@@ -189,9 +232,21 @@ void maskdcpt_context_set_progress(maskdcpt_context *ctx, maskdcpt_progress_fn f
 }
 
 maskdcpt_status mdc_context_backend(maskdcpt_context *ctx, maskdcpt_error *err) {
-  if (ctx->backend && ctx->backend_threads == ctx->threads && ctx->backend_scalar == ctx->scalar)
+  /* --scalar asks for the CPU reference whatever the device */
+  mdc_backend *want = ctx->scalar ? NULL : ctx->cuda;
+  if (want) {
+    if (ctx->backend != want) {
+      release_backend_memory(ctx);
+      if (ctx->backend != ctx->cuda) mdc_backend_free(ctx->backend);
+      ctx->backend = want;
+    }
     return MASKDCPT_OK;
-  mdc_backend_free(ctx->backend);
+  }
+  if (ctx->backend && ctx->backend != ctx->cuda && ctx->backend_threads == ctx->threads &&
+      ctx->backend_scalar == ctx->scalar)
+    return MASKDCPT_OK;
+  if (ctx->work_owner == ctx->backend) release_backend_memory(ctx);
+  if (ctx->backend != ctx->cuda) mdc_backend_free(ctx->backend);
   ctx->backend = ctx->scalar ? mdc_backend_cpu_scalar_new(ctx->threads)
                              : mdc_backend_cpu_best_new(ctx->threads);
   if (!ctx->backend)
@@ -202,19 +257,75 @@ maskdcpt_status mdc_context_backend(maskdcpt_context *ctx, maskdcpt_error *err) 
 }
 
 maskdcpt_status mdc_context_work(maskdcpt_context *ctx, size_t bytes, maskdcpt_error *err) {
-  if (ctx->work_size >= bytes) return MASKDCPT_OK;
-  free(ctx->work);
-  ctx->work = NULL;
-  ctx->work_size = 0;
-  /* 64-byte alignment for the vector kernels */
-  size_t rounded = (bytes + 63) & ~(size_t)63;
-  if (posix_memalign(&ctx->work, 64, rounded) != 0) {
-    ctx->work = NULL;
+  if (ctx->work_owner == ctx->backend && ctx->work_size >= bytes) return MASKDCPT_OK;
+  if (ctx->work_owner) mdc_be_free(ctx->work_owner, ctx->work);
+  ctx->work = NULL, ctx->work_size = 0, ctx->work_owner = NULL;
+  size_t rounded = (bytes + 255) & ~(size_t)255;
+  ctx->work = mdc_be_alloc(ctx->backend, rounded);
+  if (!ctx->work)
     return mdc_set_error(err, MASKDCPT_ERROR_OUT_OF_MEMORY,
-                         "out of memory: %zu MiB of working memory for one tile (lower the "
+                         "out of %s memory: %zu MiB of working memory for one tile (lower the "
                          "tile size or the memory budget)",
-                         bytes >> 20);
-  }
+                         mdc_be_is_device(ctx->backend) ? "GPU" : "host", bytes >> 20);
   ctx->work_size = rounded;
+  ctx->work_owner = ctx->backend;
+  return MASKDCPT_OK;
+}
+
+maskdcpt_status mdc_context_host_work(maskdcpt_context *ctx, size_t bytes, maskdcpt_error *err) {
+  if (ctx->host_work_size >= bytes) return MASKDCPT_OK;
+  free(ctx->host_work);
+  ctx->host_work_size = 0;
+  size_t rounded = (bytes + 63) & ~(size_t)63;
+  if (posix_memalign(&ctx->host_work, 64, rounded) != 0) {
+    ctx->host_work = NULL;
+    return mdc_set_error(err, MASKDCPT_ERROR_OUT_OF_MEMORY,
+                         "out of memory: %zu MiB for one tile's input and output", bytes >> 20);
+  }
+  ctx->host_work_size = rounded;
+  return MASKDCPT_OK;
+}
+
+maskdcpt_status mdc_context_net(maskdcpt_context *ctx, const mdc_net **net,
+                                maskdcpt_error *err) {
+  const mdc_net *host = &ctx->model->net;
+  mdc_backend *be = ctx->backend;
+  if (!mdc_be_is_device(be)) {
+    *net = host;
+    return MASKDCPT_OK;
+  }
+  if (!ctx->device_net.storage) {
+    size_t bytes = (size_t)mdc_arch_num_params(&host->arch) * sizeof(float);
+    size_t cond_bytes = (ctx->cond.size ? ctx->cond.size : 1) * sizeof(float);
+    float *params = mdc_be_alloc(be, bytes), *mixed = mdc_be_alloc(be, cond_bytes);
+    maskdcpt_status st = params && mixed ? mdc_net_rebase(host, params, &ctx->device_net, err)
+                                         : mdc_set_error(err, MASKDCPT_ERROR_OUT_OF_MEMORY,
+                                                         "out of GPU memory for the network");
+    if (st != MASKDCPT_OK) {
+      mdc_be_free(be, params);
+      mdc_be_free(be, mixed);
+      return st;
+    }
+    mdc_be_upload(be, params, host->storage, bytes);
+    ctx->device_cond.mixed = mixed;
+    ctx->device_cond.size = ctx->cond.size;
+  }
+  *net = &ctx->device_net;
+  return MASKDCPT_OK;
+}
+
+maskdcpt_status mdc_context_cond(maskdcpt_context *ctx, const float *probs,
+                                 const mdc_net_cond **cond, maskdcpt_error *err) {
+  const mdc_net *net;
+  maskdcpt_status st = mdc_context_net(ctx, &net, err);
+  if (st != MASKDCPT_OK) return st;
+  mdc_net_cond_set(&ctx->cond, &ctx->model->net, probs);
+  if (!mdc_be_is_device(ctx->backend)) {
+    *cond = &ctx->cond;
+    return MASKDCPT_OK;
+  }
+  mdc_be_upload(ctx->backend, ctx->device_cond.mixed, ctx->cond.mixed,
+                ctx->cond.size * sizeof(float));
+  *cond = &ctx->device_cond;
   return MASKDCPT_OK;
 }

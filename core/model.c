@@ -197,9 +197,53 @@ maskdcpt_status mdc_net_init(mdc_net *net, const mdc_weights *w, maskdcpt_error 
 }
 
 void mdc_net_clear(mdc_net *net) {
-  free(net->storage);
+  if (!net->external_storage) free(net->storage);
   free(net->blocks);
   memset(net, 0, sizeof *net);
+}
+
+static const float *rebase_ptr(const float *p, const float *from, const float *to) {
+  return p ? to + (p - from) : NULL;
+}
+
+maskdcpt_status mdc_net_rebase(const mdc_net *src, float *storage, mdc_net *dst,
+                               maskdcpt_error *err) {
+  *dst = *src;
+  dst->storage = storage;
+  dst->external_storage = 1;
+  dst->blocks = malloc((size_t)(src->num_blocks ? src->num_blocks : 1) * sizeof *dst->blocks);
+  if (!dst->blocks) {
+    memset(dst, 0, sizeof *dst);
+    return mdc_set_error(err, MASKDCPT_ERROR_OUT_OF_MEMORY, "out of memory for the network");
+  }
+  const float *from = src->storage;
+#define REBASE(field) dst->field = rebase_ptr(src->field, from, storage)
+  REBASE(intro_w), REBASE(intro_b), REBASE(ending_w), REBASE(ending_b);
+  REBASE(cls_mix), REBASE(cls_fc1_w), REBASE(cls_fc1_b), REBASE(cls_fc2_w), REBASE(cls_fc2_b);
+  for (int l = 0; l < MDC_MAX_LEVELS; l++) {
+    REBASE(down_w[l]), REBASE(down_b[l]), REBASE(up_w[l]);
+    dst->enc[l] = src->enc[l] ? dst->blocks + (src->enc[l] - src->blocks) : NULL;
+    dst->dec[l] = src->dec[l] ? dst->blocks + (src->dec[l] - src->blocks) : NULL;
+  }
+  for (int l = 0; l <= MDC_MAX_LEVELS; l++) REBASE(cls_proj_w[l]), REBASE(cls_proj_b[l]);
+  dst->middle = src->middle ? dst->blocks + (src->middle - src->blocks) : NULL;
+  for (int k = 0; k < src->num_blocks; k++) {
+    REBASE(blocks[k].cond_norm1_w), REBASE(blocks[k].cond_norm1_b);
+    REBASE(blocks[k].cond_norm2_w), REBASE(blocks[k].cond_norm2_b);
+    dst->blocks[k].cond_offset = src->blocks[k].cond_offset;
+    dst->blocks[k].p.c = src->blocks[k].p.c;
+    REBASE(blocks[k].p.norm1_w), REBASE(blocks[k].p.norm1_b);
+    REBASE(blocks[k].p.conv1_w), REBASE(blocks[k].p.conv1_b);
+    REBASE(blocks[k].p.conv2_w), REBASE(blocks[k].p.conv2_b);
+    REBASE(blocks[k].p.sca_w), REBASE(blocks[k].p.sca_b);
+    REBASE(blocks[k].p.conv3_w), REBASE(blocks[k].p.conv3_b);
+    REBASE(blocks[k].p.norm2_w), REBASE(blocks[k].p.norm2_b);
+    REBASE(blocks[k].p.conv4_w), REBASE(blocks[k].p.conv4_b);
+    REBASE(blocks[k].p.conv5_w), REBASE(blocks[k].p.conv5_b);
+    REBASE(blocks[k].p.beta), REBASE(blocks[k].p.gamma);
+  }
+#undef REBASE
+  return MASKDCPT_OK;
 }
 
 /* ------------------------------------------------------- conditioning */
@@ -242,7 +286,8 @@ void mdc_net_cond_clear(mdc_net_cond *cond) {
 
 typedef struct plan {
   int hp, wp;         /* padded size */
-  size_t inp, a, b, f, skip[MDC_MAX_LEVELS], cls, scratch; /* offsets in floats / bytes */
+  int cls_rows;       /* rows per classifier-projection chunk at level 0 */
+  size_t inp, a, b, f, skip[MDC_MAX_LEVELS], cls, gsum, scratch; /* offsets in floats / bytes */
   size_t scratch_bytes;
   size_t total_bytes;
 } plan;
@@ -271,7 +316,11 @@ static void make_plan(const mdc_net *net, mdc_backend *be, int h, int w, plan *p
     p->skip[l] = off;
     off += (pix >> (2 * l)) * (size_t)mdc_arch_channels(a, l);
   }
-  p->cls = off, off += (size_t)CLS_CHUNK * a->cls_hidden;
+  /* whole rows per chunk: a device backend takes bigger ones (fewer launches) */
+  size_t chunk = mdc_be_is_device(be) ? 16 * (size_t)CLS_CHUNK : CLS_CHUNK;
+  p->cls_rows = chunk > (size_t)p->wp ? (int)(chunk / p->wp) : 1;
+  p->cls = off, off += (size_t)p->cls_rows * p->wp * a->cls_hidden;
+  p->gsum = off, off += (size_t)(a->levels + 1) * a->cls_hidden;
   size_t scratch = 0;
   for (int l = 0; l <= a->levels; l++) {
     size_t sb = be->nafblock_scratch_size(be, mdc_arch_channels(a, l), p->hp >> l, p->wp >> l,
@@ -328,27 +377,33 @@ static void run_blocks(mdc_backend *be, const mdc_net_block *blocks, int count,
   }
 }
 
-/* g[H] += sum over the valid hv x wv area of ReLU(proj(f)); f is [hl][wl][c]. */
+/* g[H] += sum over the valid hv x wv area of ReLU(proj(f)); f is [hl][wl][c].
+ * Whole rows per chunk (the padding columns are projected too, but not
+ * summed). */
 static void pool_classifier_level(const mdc_net *net, mdc_backend *be, int level, const float *f,
-                                  int wl, int hv, int wv, float *tmp, double *g) {
+                                  int wl, int hv, int wv, int rows, float *tmp, float *g) {
   int c = mdc_arch_channels(&net->arch, level), hdim = net->arch.cls_hidden;
-  for (int y = 0; y < hv; y++) {
-    for (int x0 = 0; x0 < wv; x0 += CLS_CHUNK) {
-      int n = wv - x0 < CLS_CHUNK ? wv - x0 : CLS_CHUNK;
-      be->conv1x1(be, f + ((size_t)y * wl + x0) * c, (size_t)n, c, net->cls_proj_w[level],
-                  net->cls_proj_b[level], hdim, tmp);
-      for (int i = 0; i < n; i++)
-        for (int j = 0; j < hdim; j++) {
-          float v = tmp[(size_t)i * hdim + j];
-          if (v > 0.0f) g[j] += v;
-        }
-    }
+  for (int y = 0; y < hv; y += rows) {
+    int r = hv - y < rows ? hv - y : rows;
+    be->conv1x1(be, f + (size_t)y * wl * c, (size_t)r * wl, c, net->cls_proj_w[level],
+                net->cls_proj_b[level], hdim, tmp);
+    be->relu_sum(be, tmp, r, wv, (size_t)wl, hdim, g);
   }
 }
 
-void mdc_net_forward(const mdc_net *net, mdc_backend *be, const float *in, int h, int w,
-                     const mdc_net_cond *cond, float *out, double *g, double *counts,
-                     void *work) {
+/* Frees the staging buffer and reports a device failure (a kernel, a
+ * transfer, a library call) as MASKDCPT_ERROR_DEVICE. */
+static maskdcpt_status finish_forward(mdc_backend *be, float *staging, maskdcpt_error *err) {
+  free(staging);
+  char msg[512];
+  if (mdc_be_sync(be, msg, sizeof msg) != 0)
+    return mdc_set_error(err, MASKDCPT_ERROR_DEVICE, "%s: %s", be->name, msg);
+  return MASKDCPT_OK;
+}
+
+maskdcpt_status mdc_net_forward(const mdc_net *net, mdc_backend *be, const float *in, int h,
+                                int w, const mdc_net_cond *cond, float *out, double *g,
+                                double *counts, void *work, maskdcpt_error *err) {
   const mdc_arch *a = &net->arch;
   plan pl;
   make_plan(net, be, h, w, &pl);
@@ -356,8 +411,20 @@ void mdc_net_forward(const mdc_net *net, mdc_backend *be, const float *in, int h
   void *scratch = (char *)work + pl.scratch;
   float *inp = base + pl.inp, *x = base + pl.a, *tmp = base + pl.b, *f = base + pl.f;
   int hl = pl.hp, wl = pl.wp;
+  int device = mdc_be_is_device(be);
+  size_t padded_bytes = (size_t)pl.hp * pl.wp * 3 * sizeof(float);
+  /* A device backend reads the padded input from, and leaves the result
+   * in, device memory: both go through one host staging buffer. */
+  float *staging = device ? malloc(padded_bytes) : NULL;
+  if (device && !staging)
+    return mdc_set_error(err, MASKDCPT_ERROR_OUT_OF_MEMORY, "out of memory for a tile");
 
-  pad_input(in, h, w, inp, pl.hp, pl.wp);
+  if (device) {
+    pad_input(in, h, w, staging, pl.hp, pl.wp);
+    mdc_be_upload(be, inp, staging, padded_bytes);
+  } else {
+    pad_input(in, h, w, inp, pl.hp, pl.wp);
+  }
   be->conv3x3(be, inp, hl, wl, 3, net->intro_w, net->intro_b, a->width, x);
 
   for (int l = 0; l < a->levels; l++) {
@@ -365,7 +432,7 @@ void mdc_net_forward(const mdc_net *net, mdc_backend *be, const float *in, int h
     run_blocks(be, net->enc[l], a->enc_blocks[l], cond, &x, &tmp, hl, wl, a->norm_eps,
                level_window(a, l), scratch);
     float *skip = base + pl.skip[l];
-    memcpy(skip, x, (size_t)hl * wl * c * sizeof(float));
+    mdc_be_copy(be, skip, x, (size_t)hl * wl * c * sizeof(float));
     be->conv2x2s2(be, skip, hl, wl, c, net->down_w[l], net->down_b[l], 2 * c, x);
     hl /= 2, wl /= 2;
   }
@@ -374,17 +441,22 @@ void mdc_net_forward(const mdc_net *net, mdc_backend *be, const float *in, int h
 
   if (g) {
     int hd = a->cls_hidden;
+    size_t ng = (size_t)(a->levels + 1) * hd;
+    float *gsum = base + pl.gsum, gh[(MDC_MAX_LEVELS + 1) * 1024];
+    mdc_be_zero(be, gsum, ng * sizeof(float));
     for (int l = 0; l <= a->levels; l++) {
       const float *feat = l < a->levels ? base + pl.skip[l] : x;
       int hv = (h + (1 << l) - 1) >> l, wv = (w + (1 << l) - 1) >> l;
-      double *gl = g + (size_t)l * hd;
-      memset(gl, 0, (size_t)hd * sizeof(double));
-      pool_classifier_level(net, be, l, feat, pl.wp >> l, hv, wv, base + pl.cls, gl);
-      for (int j = 0; j < hd; j++) gl[j] /= (double)hv * wv;
+      int rows = pl.cls_rows << l; /* the same chunk size in pixels at every level */
+      pool_classifier_level(net, be, l, feat, pl.wp >> l, hv, wv, rows, base + pl.cls,
+                            gsum + (size_t)l * hd);
       counts[l] = (double)hv * wv;
     }
+    mdc_be_download(be, gh, gsum, ng * sizeof(float));
+    for (int l = 0; l <= a->levels; l++)
+      for (int j = 0; j < hd; j++) g[(size_t)l * hd + j] = gh[(size_t)l * hd + j] / counts[l];
   }
-  if (!out) return;
+  if (!out) return finish_forward(be, staging, err);
 
   for (int i = 0; i < a->levels; i++) {
     int l = a->levels - 1 - i, c = mdc_arch_channels(a, l);
@@ -395,11 +467,17 @@ void mdc_net_forward(const mdc_net *net, mdc_backend *be, const float *in, int h
                level_window(a, l), scratch);
   }
   be->conv3x3(be, x, hl, wl, a->width, net->ending_w, net->ending_b, 3, f);
+  const float *res = f;
+  if (device) {
+    mdc_be_download(be, staging, f, padded_bytes);
+    res = staging;
+  }
   for (int y = 0; y < h; y++) {
-    const float *r = f + (size_t)y * pl.wp * 3, *s = inp + (size_t)y * pl.wp * 3;
+    const float *r = res + (size_t)y * pl.wp * 3, *s = in + (size_t)y * w * 3;
     float *o = out + (size_t)y * w * 3;
     for (int k = 0; k < w * 3; k++) o[k] = r[k] + s[k];
   }
+  return finish_forward(be, staging, err);
 }
 
 void mdc_net_classify(const mdc_net *net, const double *g, float *probs) {

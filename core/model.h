@@ -20,6 +20,7 @@ typedef struct mdc_net_block {
 typedef struct mdc_net {
   mdc_arch arch;
   float *storage; /* every parameter, kernel layouts, one allocation */
+  int external_storage; /* storage belongs to someone else (mdc_net_rebase) */
   const float *intro_w, *intro_b; /* [3][3][3][W], [W] */
   mdc_net_block *enc[MDC_MAX_LEVELS];
   const float *down_w[MDC_MAX_LEVELS], *down_b[MDC_MAX_LEVELS];
@@ -38,6 +39,11 @@ typedef struct mdc_net {
 /* Converts parsed weights into kernel layouts.  `w` may be cleared after. */
 maskdcpt_status mdc_net_init(mdc_net *net, const mdc_weights *w, maskdcpt_error *err);
 void mdc_net_clear(mdc_net *net);
+/* A copy of `src` whose parameter pointers point into `storage` (a copy of
+ * src->storage, e.g. in device memory) at the same offsets.  dst does not
+ * own storage; mdc_net_clear(dst) frees only its block table. */
+maskdcpt_status mdc_net_rebase(const mdc_net *src, float *storage, mdc_net *dst,
+                               maskdcpt_error *err);
 /* Parameters back to a weights struct in the file's (PyTorch) layout, for
  * writing: from `storage` (same layout as net->storage, e.g. the trainer's
  * EMA copy) or, when NULL, net->storage.  *out is allocated. */
@@ -58,15 +64,20 @@ void mdc_net_cond_clear(mdc_net_cond *cond);
 size_t mdc_net_work_bytes(const mdc_net *net, mdc_backend *be, int h, int w);
 
 /* Runs the network on one tile.
- *   in:  [h][w][3] R'G'B', finite
- *   out: [h][w][3] restored (NULL: encoder only)
- *   cond: conditioning from mdc_net_cond_set (ignored when out is NULL)
+ *   net: parameters in memory the backend addresses (mdc_net_rebase for a
+ *        device backend)
+ *   in:  [h][w][3] R'G'B', finite, host memory
+ *   out: [h][w][3] restored, host memory (NULL: encoder only)
+ *   cond: conditioning from mdc_net_cond_set, `mixed` in backend memory
+ *        (ignored when out is NULL)
  *   g:   when non-NULL, receives the pooled classifier features
  *        [(levels+1)][H] (means over the valid area) and counts[levels+1]
- *   work: mdc_net_work_bytes(net, be, h, w) bytes */
-void mdc_net_forward(const mdc_net *net, mdc_backend *be, const float *in, int h, int w,
-                     const mdc_net_cond *cond, float *out, double *g, double *counts,
-                     void *work);
+ *   work: mdc_net_work_bytes(net, be, h, w) bytes of backend memory
+ * Fails only on a device backend (MASKDCPT_ERROR_DEVICE with the device's
+ * message, or out of host memory for the staging buffer). */
+maskdcpt_status mdc_net_forward(const mdc_net *net, mdc_backend *be, const float *in, int h,
+                                int w, const mdc_net_cond *cond, float *out, double *g,
+                                double *counts, void *work, maskdcpt_error *err);
 
 /* Class probabilities from pooled features. */
 void mdc_net_classify(const mdc_net *net, const double *g, float *probs);

@@ -61,24 +61,38 @@ static double classify_units(int width, int height) {
   return 0.5 * cw * ch * mdc_class_crops(width, cw, xs) * mdc_class_crops(height, ch, ys);
 }
 
+/* Host memory for a tile of th x tw: its input, its result and a row of
+ * blending weights. */
+static size_t tile_host_bytes(int th, int tw) {
+  return (size_t)th * tw * 6 * sizeof(float) + (size_t)tw * sizeof(float) + 256;
+}
+
 /* Working memory for tiles of th x tw: the network's plus the tile's
  * input and output. */
 static size_t tile_bytes(maskdcpt_context *ctx, int th, int tw) {
-  return mdc_net_work_bytes(&ctx->model->net, ctx->backend, th, tw) +
-         (size_t)th * tw * 6 * sizeof(float) + (size_t)tw * sizeof(float) + 256;
+  return mdc_net_work_bytes(&ctx->model->net, ctx->backend, th, tw) + tile_host_bytes(th, tw);
+}
+
+/* The smallest useful tile edge. */
+static int choose_tile_min(maskdcpt_context *ctx) {
+  const mdc_arch *a = &ctx->model->net.arch;
+  int m = mdc_arch_multiple(a);
+  return (mdc_tile_min(mdc_tile_margin(a->sca_window)) + m - 1) / m * m;
 }
 
 /* Tile edge: the caller's, or the largest whose working memory fits the
- * budget (at least the smallest useful tile). */
+ * budget (at least the smallest useful tile).  A device short of memory
+ * overrides the caller's size. */
 static int choose_tile(maskdcpt_context *ctx) {
   const mdc_net *net = &ctx->model->net;
   int m = mdc_arch_multiple(&net->arch);
-  int min = (mdc_tile_min(mdc_tile_margin(net->arch.sca_window)) + m - 1) / m * m;
-  if (ctx->tile_size > 0) {
+  int min = choose_tile_min(ctx);
+  if (ctx->tile_size > 0 && !ctx->device_budget) {
     int t = (ctx->tile_size + m - 1) / m * m;
     return t < min ? min : t;
   }
   size_t budget = ctx->memory_budget ? ctx->memory_budget : MDC_DEFAULT_MEMORY_BUDGET;
+  if (ctx->device_budget && ctx->device_budget < budget) budget = ctx->device_budget;
   int best = min;
   for (int t = MDC_MAX_TILE / m * m; t >= min; t -= m) {
     /* the last tile of a row or column may be up to m - 1 pixels larger */
@@ -133,15 +147,17 @@ static int progress_step(progress *p, double units) {
 /* Classification: encoder on up to 3x3 crops, features averaged. */
 static maskdcpt_status classify_image(maskdcpt_context *ctx, const maskdcpt_image *img,
                                       float *probs, progress *prog, maskdcpt_error *err) {
-  const mdc_net *net = &ctx->model->net;
+  const mdc_net *net;
+  maskdcpt_status st = mdc_context_net(ctx, &net, err);
+  if (st != MASKDCPT_OK) return st;
   const mdc_arch *a = &net->arch;
   int cw = crop_side(img->width), ch = crop_side(img->height);
   int xs[3], ys[3];
   int nx = mdc_class_crops(img->width, cw, xs), ny = mdc_class_crops(img->height, ch, ys);
-  size_t net_bytes = mdc_net_work_bytes(net, ctx->backend, ch, cw);
-  maskdcpt_status st = mdc_context_work(ctx, net_bytes + (size_t)ch * cw * 3 * sizeof(float) + 64, err);
+  st = mdc_context_work(ctx, mdc_net_work_bytes(net, ctx->backend, ch, cw), err);
+  if (st == MASKDCPT_OK) st = mdc_context_host_work(ctx, (size_t)ch * cw * 3 * sizeof(float), err);
   if (st != MASKDCPT_OK) return st;
-  float *rgb = (float *)((char *)ctx->work + ((net_bytes + 63) & ~(size_t)63));
+  float *rgb = ctx->host_work;
   size_t ng = (size_t)(a->levels + 1) * a->cls_hidden;
   double *g = calloc(ng * 2 + 2 * (size_t)(a->levels + 1), sizeof(double));
   if (!g) return mdc_set_error(err, MASKDCPT_ERROR_OUT_OF_MEMORY, "out of memory");
@@ -149,7 +165,11 @@ static maskdcpt_status classify_image(maskdcpt_context *ctx, const maskdcpt_imag
   for (int iy = 0; iy < ny; iy++)
     for (int ix = 0; ix < nx; ix++) {
       gather_rgb(img, xs[ix], ys[iy], cw, ch, rgb);
-      mdc_net_forward(net, ctx->backend, rgb, ch, cw, NULL, NULL, g, counts, ctx->work);
+      st = mdc_net_forward(net, ctx->backend, rgb, ch, cw, NULL, NULL, g, counts, ctx->work, err);
+      if (st != MASKDCPT_OK) {
+        free(g);
+        return st;
+      }
       for (int l = 0; l <= a->levels; l++) {
         csum[l] += counts[l];
         for (int j = 0; j < a->cls_hidden; j++)
@@ -162,7 +182,7 @@ static maskdcpt_status classify_image(maskdcpt_context *ctx, const maskdcpt_imag
     }
   for (int l = 0; l <= a->levels; l++)
     for (int j = 0; j < a->cls_hidden; j++) gsum[(size_t)l * a->cls_hidden + j] /= csum[l];
-  mdc_net_classify(net, gsum, probs);
+  mdc_net_classify(&ctx->model->net, gsum, probs); /* on the host */
   free(g);
   return MASKDCPT_OK;
 }
@@ -289,17 +309,13 @@ static maskdcpt_status check_probabilities(const maskdcpt_model *model, const fl
   return MASKDCPT_OK;
 }
 
-/* Conditions the network on `probs` divided by their sum.  Every mode goes
- * through here, so classify's output given back restores bit for bit as
- * auto mode, and a one-hot vector (sum exactly 1) as the forced class. */
-static void set_conditioning(maskdcpt_context *ctx, const float *probs) {
-  const mdc_net *net = &ctx->model->net;
-  int k = net->arch.num_classes;
-  float norm[MDC_MAX_CLASSES];
+/* `probs` divided by their sum.  Every mode conditions through here, so
+ * classify's output given back restores bit for bit as auto mode, and a
+ * one-hot vector (sum exactly 1) as the forced class. */
+static void normalise(const float *probs, int k, float *norm) {
   double sum = 0.0;
   for (int q = 0; q < k; q++) sum += probs[q];
   for (int q = 0; q < k; q++) norm[q] = (float)(probs[q] / sum);
-  mdc_net_cond_set(&ctx->cond, net, norm);
 }
 
 /* The tiled restoration of `in` into `out` (both checked), conditioned on
@@ -308,48 +324,77 @@ static void set_conditioning(maskdcpt_context *ctx, const float *probs) {
 static maskdcpt_status restore_conditioned(maskdcpt_context *ctx, const maskdcpt_image *in,
                                            const maskdcpt_image *out, float *probs,
                                            int classify, float strength, maskdcpt_error *err) {
-  const mdc_net *net = &ctx->model->net;
   maskdcpt_status st = mdc_context_backend(ctx, err);
   if (st != MASKDCPT_OK) return st;
-
-  int tile = choose_tile(ctx), align = mdc_arch_multiple(&net->arch);
-  int margin = mdc_tile_margin(net->arch.sca_window);
-  mdc_tile_axis ax, ay;
-  if (mdc_tile_axis_plan(&ax, in->width, tile, align, margin) ||
-      mdc_tile_axis_plan(&ay, in->height, tile, align, margin)) {
-    mdc_tile_axis_clear(&ax);
-    return mdc_set_error(err, MASKDCPT_ERROR_OUT_OF_MEMORY, "out of memory");
-  }
+  const mdc_arch *arch = &ctx->model->net.arch;
   progress prog = {ctx, 0.0, (double)in->width * in->height};
   if (classify) {
     prog.total += classify_units(in->width, in->height);
     st = classify_image(ctx, in, probs, &prog, err);
+    if (st != MASKDCPT_OK) return st;
   }
-  if (st == MASKDCPT_OK && strength == 0.0f) {
+  if (strength == 0.0f) {
     prepare_output(in, out);
     copy_colour(in, out);
-  } else if (st == MASKDCPT_OK) {
-    set_conditioning(ctx, probs);
-    size_t net_bytes =
-        (mdc_net_work_bytes(net, ctx->backend, ay.max_size, ax.max_size) + 63) & ~(size_t)63;
-    size_t px = (size_t)ax.max_size * ay.max_size * 3;
-    st = mdc_context_work(ctx, tile_bytes(ctx, ay.max_size, ax.max_size), err);
-    if (st == MASKDCPT_OK) {
-      float *src = (float *)((char *)ctx->work + net_bytes), *res = src + px, *wx = res + px;
-      prepare_output(in, out);
-      for (int iy = 0; iy < ay.count && st == MASKDCPT_OK; iy++)
-        for (int ix = 0; ix < ax.count; ix++) {
-          int tw = ax.size[ix], th = ay.size[iy];
-          gather_rgb(in, ax.start[ix], ay.start[iy], tw, th, src);
-          mdc_net_forward(net, ctx->backend, src, th, tw, &ctx->cond, res, NULL, NULL, ctx->work);
-          scatter_tile(out, src, res, &ax, ix, &ay, iy, strength, wx);
-          if (!progress_step(&prog, tile_share(&ax, ix, in->width) *
-                                        tile_share(&ay, iy, in->height))) {
-            st = mdc_set_error(err, MASKDCPT_ERROR_CANCELLED, "cancelled");
-            break;
-          }
-        }
+    return MASKDCPT_OK;
+  }
+  float norm[MDC_MAX_CLASSES];
+  normalise(probs, arch->num_classes, norm);
+
+  /* Working memory for the tile size; a GPU short of memory gets smaller
+   * tiles, and in AUTO mode the CPU once the smallest tile does not fit. */
+  int align = mdc_arch_multiple(arch), margin = mdc_tile_margin(arch->sca_window);
+  mdc_tile_axis ax = {0}, ay = {0};
+  const mdc_net *net = NULL;
+  const mdc_net_cond *cond = NULL;
+  for (;;) {
+    int tile = choose_tile(ctx);
+    mdc_tile_axis_clear(&ax);
+    mdc_tile_axis_clear(&ay);
+    if (mdc_tile_axis_plan(&ax, in->width, tile, align, margin) ||
+        mdc_tile_axis_plan(&ay, in->height, tile, align, margin)) {
+      st = mdc_set_error(err, MASKDCPT_ERROR_OUT_OF_MEMORY, "out of memory");
+      break;
     }
+    st = mdc_context_cond(ctx, norm, &cond, err);
+    if (st == MASKDCPT_OK) st = mdc_context_net(ctx, &net, err);
+    if (st == MASKDCPT_OK)
+      st = mdc_context_work(ctx, mdc_net_work_bytes(net, ctx->backend, ay.max_size, ax.max_size),
+                            err);
+    if (st != MASKDCPT_OK && st == MASKDCPT_ERROR_OUT_OF_MEMORY &&
+        mdc_be_is_device(ctx->backend)) {
+      size_t need = tile_bytes(ctx, ay.max_size, ax.max_size);
+      int min_tile = choose_tile_min(ctx);
+      if (tile > min_tile) {
+        ctx->device_budget = need / 2; /* a smaller tile, and keep it */
+        continue;
+      }
+      if (mdc_context_fail_over(ctx, "the GPU is out of memory even for the smallest tile") &&
+          mdc_context_backend(ctx, err) == MASKDCPT_OK)
+        continue;
+    }
+    break;
+  }
+  if (st == MASKDCPT_OK)
+    st = mdc_context_host_work(ctx, tile_host_bytes(ay.max_size, ax.max_size), err);
+  if (st == MASKDCPT_OK) {
+    size_t px = (size_t)ax.max_size * ay.max_size * 3;
+    float *src = ctx->host_work, *res = src + px, *wx = res + px;
+    prepare_output(in, out);
+    for (int iy = 0; iy < ay.count && st == MASKDCPT_OK; iy++)
+      for (int ix = 0; ix < ax.count; ix++) {
+        int tw = ax.size[ix], th = ay.size[iy];
+        gather_rgb(in, ax.start[ix], ay.start[iy], tw, th, src);
+        st = mdc_net_forward(net, ctx->backend, src, th, tw, cond, res, NULL, NULL, ctx->work,
+                             err);
+        if (st != MASKDCPT_OK) break;
+        scatter_tile(out, src, res, &ax, ix, &ay, iy, strength, wx);
+        if (!progress_step(&prog, tile_share(&ax, ix, in->width) *
+                                      tile_share(&ay, iy, in->height))) {
+          st = mdc_set_error(err, MASKDCPT_ERROR_CANCELLED, "cancelled");
+          break;
+        }
+      }
   }
   mdc_tile_axis_clear(&ax);
   mdc_tile_axis_clear(&ay);

@@ -14,7 +14,16 @@
  * table; an entry left NULL means "not supported by this backend".
  *
  * Every fast path is tested against the scalar backend (the reference) on
- * random inputs of awkward sizes: tests/test_kernels.c.
+ * random inputs of awkward sizes: tests/test_kernels.c (CPU) and
+ * tests/test_cuda.c (GPU).
+ *
+ * Memory: a device backend (CUDA) sets the mem_* entries and every tensor
+ * pointer given to it must come from mem_alloc (offsets into such a block
+ * are fine).  The CPU backends leave them NULL: tensors are host memory.
+ * Callers go through the mdc_be_* helpers at the end of this file, which
+ * work for both.  Parameters passed as plain numbers (eps, scale, lr) and
+ * the return values of the losses are host values.  Kernels and transfers
+ * run in order on one queue.
  */
 #ifndef MDC_BACKEND_H
 #define MDC_BACKEND_H
@@ -73,7 +82,7 @@ struct mdc_backend {
   /* y[n][c] = x[n][c] * s[c] (s_per_pixel == 0) or x[n][c] * s[n][c] */
   void (*scale_channels)(mdc_backend *be, const float *x, const float *s, int s_per_pixel,
                          size_t n, int c, float *y);
-  /* y[n][c] = a[n][c] + s[c] * b[n][c]  (s NULL: plain add) */
+  /* y[n][c] = a[n][c] + s[c] * b[n][c]  (s NULL: plain add); y may be a or b */
   void (*add_scaled)(mdc_backend *be, const float *a, const float *b, const float *s,
                      size_t n, int c, float *y);
   /* y[2h][2w][c] = PixelShuffle2(x[h][w][4c]) + skip[2h][2w][c]; PyTorch's
@@ -141,6 +150,41 @@ struct mdc_backend {
   void (*adamw_step)(mdc_backend *be, float *param, const float *grad, float *m, float *v,
                      size_t n, float lr, float beta1, float beta2, float eps, float wd,
                      long step);
+
+  /* -------------------------------------------------- glue ----------
+   * Small passes the network code needs between layers, so that nothing
+   * but the classifier head reads activations on the host. */
+  /* y[n] = alpha * x[n]; y may be x. */
+  void (*scale)(mdc_backend *be, const float *x, size_t n, float alpha, float *y);
+  /* y[c] += sum of max(x, 0) over an h x w window of pixels whose rows are
+   * `stride` pixels apart (the classifier's pooled features). */
+  void (*relu_sum)(mdc_backend *be, const float *x, int h, int w, size_t stride, int c,
+                   float *y);
+  /* y[n][c] = x[n][c] > 0 ? s[c] : 0 (ReLU's backward of a mean). */
+  void (*relu_mask_scale)(mdc_backend *be, const float *x, const float *s, size_t n, int c,
+                          float *y);
+  /* NAFNet's PSNR loss, 10 log10(MSE + 1e-8); contract as l1_loss, the
+   * gradient is scale * d loss / d pred. */
+  double (*psnr_loss)(mdc_backend *be, const float *pred, const float *target, size_t n,
+                      float scale, float *grad);
+  /* sum of x[i]^2 (the gradient norm), accumulated in double or better. */
+  double (*sum_squares)(mdc_backend *be, const float *x, size_t n);
+  /* ema = decay * ema + (1 - decay) * param */
+  void (*ema_update)(mdc_backend *be, float *ema, const float *param, size_t n, float decay);
+
+  /* ------------------------------------------------ memory ----------
+   * NULL on the CPU backends (see the helpers below).  mem_alloc returns
+   * zeroed memory aligned to 256 bytes, NULL when out of memory. */
+  void *(*mem_alloc)(mdc_backend *be, size_t bytes);
+  void (*mem_free)(mdc_backend *be, void *p);
+  void (*mem_upload)(mdc_backend *be, void *dst, const void *host, size_t bytes);
+  void (*mem_download)(mdc_backend *be, void *host, const void *src, size_t bytes); /* waits */
+  void (*mem_copy)(mdc_backend *be, void *dst, const void *src, size_t bytes);
+  void (*mem_zero)(mdc_backend *be, void *p, size_t bytes);
+  /* Waits for the queued work.  0, or -1 with the first failure since the
+   * backend was made (a kernel launch, a transfer, cuDNN) in msg; the
+   * failure stays: a backend that failed once keeps failing. */
+  int (*sync)(mdc_backend *be, char *msg, size_t msg_size);
 };
 
 /* CPU backends.  threads <= 0: one per online CPU.  Returns NULL when out
@@ -155,6 +199,64 @@ double mdc_cpu_fma_peak_gflops(int threads, int reps);
 
 static inline void mdc_backend_free(mdc_backend *be) {
   if (be) be->free(be);
+}
+
+/* The CUDA backend, from the module libmaskdcpt-cuda.so (kernels/cuda),
+ * loaded on first use: $MASKDCPT_CUDA_MODULE, else the installed one.
+ * device: CUDA device index.  strict_fp32: no TF32 anywhere (for comparing
+ * with the CPU); otherwise convolutions and matrix products may use TF32
+ * tensor cores with fp32 accumulation.  NULL with the reason in msg (no
+ * module, no driver, no device, too old a device, out of memory). */
+mdc_backend *mdc_backend_cuda_new(int device, int strict_fp32, char *msg, size_t msg_size);
+/* The module's entry point, resolved by mdc_backend_cuda_new. */
+typedef mdc_backend *(*mdc_backend_cuda_new_fn)(int device, int strict_fp32, char *msg,
+                                                size_t msg_size);
+#define MDC_CUDA_MODULE_SYMBOL "mdc_cuda_module_backend_new"
+
+/* ---------------------------------------------- memory helpers ----
+ * The same calls for host (CPU) and device backends. */
+#include <stdlib.h>
+#include <string.h>
+
+static inline int mdc_be_is_device(const mdc_backend *be) { return be->mem_alloc != NULL; }
+
+static inline void *mdc_be_alloc(mdc_backend *be, size_t bytes) {
+  if (be->mem_alloc) return be->mem_alloc(be, bytes ? bytes : 1);
+  size_t rounded = bytes ? (bytes + 63) & ~(size_t)63 : 64;
+  void *p = NULL;
+  if (rounded < bytes || posix_memalign(&p, 64, rounded)) return NULL;
+  memset(p, 0, rounded);
+  return p;
+}
+
+static inline void mdc_be_free(mdc_backend *be, void *p) {
+  if (!p) return;
+  if (be->mem_free) be->mem_free(be, p);
+  else free(p);
+}
+
+static inline void mdc_be_upload(mdc_backend *be, void *dst, const void *host, size_t bytes) {
+  if (be->mem_upload) be->mem_upload(be, dst, host, bytes);
+  else if (dst != host && bytes) memcpy(dst, host, bytes);
+}
+
+static inline void mdc_be_download(mdc_backend *be, void *host, const void *src, size_t bytes) {
+  if (be->mem_download) be->mem_download(be, host, src, bytes);
+  else if (host != src && bytes) memcpy(host, src, bytes);
+}
+
+static inline void mdc_be_copy(mdc_backend *be, void *dst, const void *src, size_t bytes) {
+  if (be->mem_copy) be->mem_copy(be, dst, src, bytes);
+  else if (dst != src && bytes) memmove(dst, src, bytes);
+}
+
+static inline void mdc_be_zero(mdc_backend *be, void *p, size_t bytes) {
+  if (be->mem_zero) be->mem_zero(be, p, bytes);
+  else if (bytes) memset(p, 0, bytes);
+}
+
+static inline int mdc_be_sync(mdc_backend *be, char *msg, size_t msg_size) {
+  return be->sync ? be->sync(be, msg, msg_size) : 0;
 }
 
 #endif

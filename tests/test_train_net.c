@@ -37,11 +37,11 @@ static void check_gradients(int masked, int window, int fast, int classify_only)
   tr_net t;
   char msg[256];
   int crop = 8;
-  if (tr_net_init(&t, &net, crop, msg, sizeof msg) != 0) {
+  mdc_backend *be = fast ? mdc_backend_cpu_best_new(2) : mdc_backend_cpu_scalar_new(1);
+  if (tr_net_init(&t, &net, crop, be, msg, sizeof msg) != 0) {
     CHECK(0, "tr_net_init: %s", msg);
     return;
   }
-  mdc_backend *be = fast ? mdc_backend_cpu_best_new(2) : mdc_backend_cpu_scalar_new(1);
   size_t n = (size_t)crop * crop * 3;
   float *in = tu_test_image(crop, crop, 3, 7), *w_out = tu_test_image(crop, crop, 3, 8);
   for (size_t i = 0; i < n; i++) w_out[i] -= 0.5f;
@@ -90,8 +90,8 @@ static void check_gradients(int masked, int window, int fast, int classify_only)
         checked);
   free(in);
   free(w_out);
-  mdc_backend_free(be);
   tr_net_free(&t);
+  mdc_backend_free(be);
 }
 
 /* Kernel layouts back to the file's: the export path gives back exactly
@@ -224,13 +224,13 @@ static void check_overfit(void) {
   tr_net t;
   char msg[256];
   int crop = 16;
-  if (tr_net_init(&t, &net, crop, msg, sizeof msg) != 0) {
+  mdc_backend *be = mdc_backend_cpu_best_new(2);
+  if (tr_net_init(&t, &net, crop, be, msg, sizeof msg) != 0) {
     CHECK(0, "%s", msg);
     return;
   }
-  mdc_backend *be = mdc_backend_cpu_best_new(2);
   size_t px = (size_t)crop * crop * 3;
-  float *clean = tu_test_image(crop, crop, 3, 12), *deg = malloc(px * 4), *dout = malloc(px * 4);
+  float *clean = tu_test_image(crop, crop, 3, 12), *deg = malloc(px * 4);
   for (size_t i = 0; i < px; i++) deg[i] = clean[i] + 0.1f * (float)((i * 7919 % 11) / 10.0 - 0.5);
   float *m = calloc(t.num_params * 2, sizeof(float)), *v = m + t.num_params;
   float onehot[4] = {0, 1, 0, 0};
@@ -239,10 +239,10 @@ static void check_overfit(void) {
     tr_net_zero_grad(&t);
     tr_net_forward(&t, be, deg, NULL, onehot, 1);
     double dlog[4];
-    l1 = be->l1_loss(be, t.out, clean, px, 1.0f, dout);
+    l1 = tr_net_restoration_loss(&t, clean, 0, 1.0f);
     focal = tr_focal_loss(t.logits, 4, 1, 2.0, 1.0, dlog);
-    tr_net_backward(&t, be, dout, dlog);
-    tr_clip_grad_norm(t.grad, t.num_params, 1.0);
+    tr_net_backward(&t, be, t.d_out, dlog);
+    tr_clip_grad_norm(be, t.grad, t.num_params, 1.0);
     be->adamw_step(be, t.net.storage, t.grad, m, v, t.num_params, 2e-3f, 0.9f, 0.9f, 1e-8f, 0.0f,
                    step + 1);
     if (step == 0) first = l1 + focal;
@@ -251,9 +251,9 @@ static void check_overfit(void) {
   printf("overfit one crop: loss %.4f -> %.5f (L1 %.5f, focal %.5f) in 600 steps\n", first, last,
          l1, focal);
   CHECK(l1 < 0.01 && focal < 0.01 && last < first / 20, "loss %g -> %g", first, last);
-  free(clean), free(deg), free(dout), free(m);
-  mdc_backend_free(be);
+  free(clean), free(deg), free(m);
   tr_net_free(&t);
+  mdc_backend_free(be);
 }
 
 int main(void) {

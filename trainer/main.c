@@ -35,6 +35,7 @@ typedef struct settings {
   double lr, wd, clip, ema, focal_gamma, cls_weight, mask_ratio, val_fraction;
   long seed;
   int resume, fp16, psnr_loss;
+  const char *device; /* auto, cpu or cuda; not part of the run's identity */
 } settings;
 
 static volatile sig_atomic_t stop_requested;
@@ -91,7 +92,9 @@ static const char *usage =
     "  --cls-weight X      weight of the classification loss (0.1)\n"
     "  --mask-ratio X      masked share of patches in maskdcpt mode (0.5)\n"
     "  --seed N            every random draw follows from it (1)\n"
-    "  --threads N         compute threads (all CPUs)\n"
+    "  --device D          auto (default: CUDA when usable, else the CPU), cpu or\n"
+    "                      cuda; MASKDCPT_CUDA_STRICT=1 turns TF32 off\n"
+    "  --threads N         compute threads on the CPU (all CPUs)\n"
     "  --loader-threads N  threads preparing the next batch meanwhile (1)\n"
     "  --checkpoint-every N   steps between checkpoints (100); also on Ctrl-C\n"
     "  --resume            continue OUTDIR's run from its checkpoint\n";
@@ -120,6 +123,7 @@ static void parse_args(int argc, char **argv, settings *s) {
       {"mask-ratio", 1, 0, 'r'}, {"seed", 1, 0, 'S'},    {"threads", 1, 0, 'j'},
       {"checkpoint-every", 1, 0, 'K'}, {"resume", 0, 0, 'R'}, {"help", 0, 0, 'h'},
       {"loader-threads", 1, 0, 'L'}, {"loss", 1, 0, 'o'}, {"fp16", 0, 0, 'F'},
+      {"device", 1, 0, 'D'},
       {0, 0, 0, 0}};
   memset(s, 0, sizeof *s);
   s->mode = MODE_MASKDCPT;
@@ -132,6 +136,7 @@ static void parse_args(int argc, char **argv, settings *s) {
   s->arch.norm_eps = 1e-6f;
   s->crop = 64, s->batch = 8, s->steps = 1000, s->warmup = -1, s->checkpoint_every = 100;
   s->loader_threads = 1;
+  s->device = "auto";
   s->log_every = 10;
   s->lr = 1e-3, s->clip = 1.0, s->ema = 0.999, s->focal_gamma = 2.0, s->cls_weight = 0.1;
   s->mask_ratio = 0.5, s->val_fraction = TR_VAL_FRACTION, s->seed = 1;
@@ -176,6 +181,11 @@ static void parse_args(int argc, char **argv, settings *s) {
       s->psnr_loss = !strcmp(optarg, "psnr");
       break;
     case 'F': s->fp16 = 1; break;
+    case 'D':
+      if (strcmp(optarg, "auto") && strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
+        die("--device: auto, cpu or cuda, not '%s'", optarg);
+      s->device = optarg;
+      break;
     case 'h': fputs(usage, stdout); exit(0);
     default: fputs(usage, stderr); exit(2);
     }
@@ -212,20 +222,6 @@ static char *settings_json(const settings *s) {
   return buf;
 }
 
-/* NAFNet's PSNR loss of one crop, 10 log10(MSE + 1e-8) (minus the PSNR),
- * with its gradient times `scale` into grad. */
-static double psnr_loss(const float *pred, const float *target, size_t n, float scale,
-                        float *grad) {
-  double se = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = (double)pred[i] - target[i];
-    se += d * d;
-  }
-  double mse = se / n + 1e-8, k = 10.0 / log(10.0) * 2.0 / (n * mse) * scale;
-  for (size_t i = 0; i < n; i++) grad[i] = (float)(k * ((double)pred[i] - target[i]));
-  return 10.0 * log10(mse);
-}
-
 /* 64-bit FNV-1a of a file, or 0 when it cannot be read: the training
  * data's manifest, recorded in the weights' provenance. */
 static uint64_t file_hash(const char *path) {
@@ -257,6 +253,23 @@ static void draw_mask(unsigned char *mask, int patches, double ratio, uint64_t s
     order[j] = t;
   }
   for (int i = 0; i < n; i++) mask[order[i]] = i >= masked;
+}
+
+/* The compute backend --device asks for: CUDA (auto: when usable) or the
+ * best CPU one. */
+static mdc_backend *make_backend(const settings *s) {
+  char msg[512];
+  if (strcmp(s->device, "cpu") != 0) {
+    const char *strict = getenv("MASKDCPT_CUDA_STRICT");
+    mdc_backend *be = mdc_backend_cuda_new(0, strict && *strict && strcmp(strict, "0"), msg,
+                                           sizeof msg);
+    if (be) return be;
+    if (!strcmp(s->device, "cuda")) die("--device cuda: %s", msg);
+    fprintf(stderr, "maskdcpt-train: using the CPU: %s\n", msg);
+  }
+  mdc_backend *be = mdc_backend_cpu_best_new(s->threads);
+  if (!be || !be->conv1x1_backward) die("%s", "no CPU backend with backward passes");
+  return be;
 }
 
 /* The provenance of the --init weights, kept so that a chain of runs
@@ -321,31 +334,34 @@ int main(int argc, char **argv) {
   mdc_net net;
   if (mdc_net_init(&net, &w, &err) != MASKDCPT_OK) die("%s", err.message);
   mdc_weights_clear(&w);
+  mdc_backend *be = make_backend(&s);
   tr_net t;
-  if (tr_net_init(&t, &net, s.crop, msg, sizeof msg) != 0) die("%s", msg);
-  mdc_backend *be = mdc_backend_cpu_best_new(s.threads);
-  if (!be || !be->conv1x1_backward) die("%s", "no CPU backend with backward passes");
+  if (tr_net_init(&t, &net, s.crop, be, msg, sizeof msg) != 0) die("%s", msg);
 
   tr_dataset ds;
   if (tr_dataset_load(&ds, s.data, s.crop, s.val_fraction, TR_SPLIT_SEED, msg, sizeof msg) != 0)
     die("%s", msg);
 
-  /* optimizer state: param (= the net's storage), m, v, ema */
+  /* optimizer state: param (= the net's storage), m, v, ema in the
+   * backend's memory; `st` holds host copies for checkpoints and export */
+  size_t np = t.num_params;
+  float *param = t.net.storage, *opt = mdc_be_alloc(be, np * 3 * sizeof(float));
+  float *opt_m = opt, *opt_v = opt ? opt + np : NULL, *ema = opt ? opt + 2 * np : NULL;
   tr_state st = {0};
-  st.n = t.num_params;
+  st.n = np;
   st.settings = settings_json(&s);
+  float *host = calloc(np * 4, sizeof(float));
+  if (!opt || !host) die("%s", "out of memory for the optimizer state");
+  st.param = host, st.m = host + np, st.v = host + 2 * np, st.ema = host + 3 * np;
+  mdc_be_copy(be, ema, param, np * sizeof(float));
   snprintf(path, sizeof path, "%s/checkpoint.bin", s.out);
-  float *opt = calloc(st.n * 3, sizeof(float));
-  if (!opt) die("%s", "out of memory");
-  st.param = t.net.storage, st.m = opt, st.v = opt + st.n, st.ema = opt + 2 * st.n;
-  memcpy(st.ema, st.param, st.n * sizeof(float));
   if (s.resume) {
     tr_state saved;
     if (tr_checkpoint_read(path, &saved, msg, sizeof msg) != 0) die("%s", msg);
     if (saved.n != st.n || strcmp(saved.settings, st.settings) != 0)
       die("%s: the checkpoint was made with other settings", path);
-    memcpy(st.param, saved.param, st.n * sizeof(float) * 1);
-    memcpy(opt, saved.m, st.n * 3 * sizeof(float));
+    tr_net_upload(&t, param, saved.param, np);
+    tr_net_upload(&t, opt, saved.m, np * 3); /* m, v, ema: contiguous in the file's arrays */
     st.step = saved.step;
     tr_state_free(&saved);
     fprintf(stderr, "maskdcpt-train: resuming %s at step %ld\n", s.out, st.step);
@@ -362,11 +378,9 @@ int main(int argc, char **argv) {
   FILE *val_log = fopen(path, s.resume ? "a" : "w");
   if (val_log && !s.resume) fprintf(val_log, "step,psnr_input,psnr_restored,accuracy\n");
 
-  size_t px = (size_t)s.crop * s.crop * 3;
-  float *dout = malloc(px * sizeof(float));
   int patches = s.crop >> s.arch.levels;
   unsigned char *mask = malloc((size_t)patches * patches);
-  if (!dout || !mask || patches * patches > 4096) die("%s", "out of memory");
+  if (!mask || patches * patches > 4096) die("%s", "out of memory");
   int k = s.arch.num_classes;
   tr_loader *loader = tr_loader_new(&ds, (uint64_t)s.seed, s.crop, s.batch, k, s.loader_threads,
                                     msg, sizeof msg);
@@ -403,8 +417,8 @@ int main(int argc, char **argv) {
          * from its encoder features: two forward and backward passes. */
         float clean_class[MDC_MAX_CLASSES] = {1.0f};
         tr_net_forward(&t, be, clean, NULL, clean_class, 1);
-        l1 = be->l1_loss(be, t.out, clean, px, 1.0f / s.batch, dout);
-        tr_net_backward(&t, be, dout, NULL);
+        l1 = tr_net_restoration_loss(&t, clean, 0, 1.0f / s.batch);
+        tr_net_backward(&t, be, t.d_out, NULL);
         tr_net_forward(&t, be, deg, NULL, NULL, 0);
         focal = tr_focal_loss(t.logits, k, smp.label, s.focal_gamma, s.cls_weight / s.batch, dlog);
         tr_net_backward(&t, be, NULL, dlog);
@@ -412,11 +426,10 @@ int main(int argc, char **argv) {
         /* fine-tuning teaches auto mode: half the crops use the prediction */
         const float *cond = s.mode == MODE_FINETUNE && (b & 1) ? NULL : onehot;
         tr_net_forward(&t, be, deg, m, cond, 1);
-        l1 = s.psnr_loss ? psnr_loss(t.out, clean, px, 1.0f / s.batch, dout)
-                         : be->l1_loss(be, t.out, clean, px, 1.0f / s.batch, dout);
+        l1 = tr_net_restoration_loss(&t, clean, s.psnr_loss, 1.0f / s.batch);
         focal = tr_focal_loss(t.logits, k, smp.label, s.focal_gamma, s.cls_weight / s.batch,
                               dlog);
-        tr_net_backward(&t, be, dout, s.cls_weight > 0 ? dlog : NULL);
+        tr_net_backward(&t, be, t.d_out, s.cls_weight > 0 ? dlog : NULL);
       }
       int best = 0;
       for (int q = 1; q < k; q++)
@@ -425,14 +438,15 @@ int main(int argc, char **argv) {
       seen++;
       sum_l1 += l1, sum_focal += focal, sum_loss += l1 + s.cls_weight * focal;
     }
-    double norm = tr_clip_grad_norm(t.grad, st.n, s.clip);
+    double norm = tr_clip_grad_norm(be, t.grad, np, s.clip);
     double lr = tr_lr_at(step, s.steps, s.warmup, s.lr, 0.01);
-    be->adamw_step(be, st.param, t.grad, st.m, st.v, st.n, (float)lr, 0.9f, 0.9f, 1e-8f,
+    be->adamw_step(be, param, t.grad, opt_m, opt_v, np, (float)lr, 0.9f, 0.9f, 1e-8f,
                    (float)s.wd, step + 1);
     /* EMA warm-up: early on, the average follows the weights closely */
     double decay = fmin(s.ema, (1.0 + step) / (10.0 + step));
-    tr_ema_update(st.ema, st.param, st.n, (float)decay);
+    be->ema_update(be, ema, param, np, (float)decay);
     st.step = step + 1;
+    if (tr_net_check(&t, msg, sizeof msg) != 0) die("%s", msg);
 
     if (st.step % s.log_every == 0 || st.step == s.steps) {
       double tnow = now_seconds(), rate = seen / (tnow - t_log);
@@ -449,6 +463,8 @@ int main(int argc, char **argv) {
     }
     if (st.step % s.checkpoint_every == 0 || st.step == s.steps || stop_requested) {
       snprintf(path, sizeof path, "%s/checkpoint.bin", s.out);
+      tr_net_download(&t, st.param, param, np);
+      tr_net_download(&t, st.m, opt, np * 3);
       if (tr_checkpoint_write(path, &st, msg, sizeof msg) != 0) die("%s", msg);
       char log_path[4096], png[4096];
       snprintf(log_path, sizeof log_path, "%s/log.csv", s.out);
@@ -484,13 +500,15 @@ int main(int argc, char **argv) {
       fprintf(stderr, "maskdcpt-train: %s\n", msg);
   }
   snprintf(path, sizeof path, "%s/weights.safetensors", s.out);
+  tr_net_download(&t, st.ema, ema, np);
   int rc = export_weights(&t, st.ema, &s, st.step, &last_val, path);
   if (rc == 0)
     fprintf(stderr, "maskdcpt-train: %s after %ld steps (%.0f s): %s\n",
             stop_requested ? "stopped" : "done", st.step, now_seconds() - t_start, path);
-  free(dout), free(mask), free(opt), free(st.settings), free(init_provenance);
+  free(mask), free(host), free(st.settings), free(init_provenance);
+  mdc_be_free(be, opt);
   tr_dataset_free(&ds);
-  mdc_backend_free(be);
   tr_net_free(&t);
+  mdc_backend_free(be);
   return rc ? 1 : stop_requested ? 130 : 0;
 }

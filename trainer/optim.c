@@ -31,17 +31,8 @@ double tr_lr_at(long step, long total, long warmup, double lr, double final_frac
   return lr * (final_fraction + (1 - final_fraction) * 0.5 * (1 + cos(M_PI * t)));
 }
 
-double tr_clip_grad_norm(float *grad, size_t n, double max_norm) {
-  double ss = 0;
-  for (size_t i = 0; i < n; i++) ss += (double)grad[i] * grad[i];
-  double norm = sqrt(ss);
-  if (max_norm > 0 && norm > max_norm) {
-    float f = (float)(max_norm / norm);
-    for (size_t i = 0; i < n; i++) grad[i] *= f;
-  }
+double tr_clip_grad_norm(mdc_backend *be, float *grad, size_t n, double max_norm) {
+  double norm = sqrt(be->sum_squares(be, grad, n));
+  if (max_norm > 0 && norm > max_norm) be->scale(be, grad, n, (float)(max_norm / norm), grad);
   return norm;
-}
-
-void tr_ema_update(float *ema, const float *param, size_t n, float decay) {
-  for (size_t i = 0; i < n; i++) ema[i] = decay * ema[i] + (1.0f - decay) * param[i];
 }

@@ -1,10 +1,13 @@
 /* optim.h - the pieces of a training step around the backward pass:
- * focal loss, learning-rate schedule, gradient clipping and the EMA of the
- * weights (the optimizer step itself is the backend's adamw_step). */
+ * focal loss, learning-rate schedule and gradient clipping (the optimizer
+ * step and the EMA of the weights are the backend's adamw_step and
+ * ema_update). */
 #ifndef TR_OPTIM_H
 #define TR_OPTIM_H
 
 #include <stddef.h>
+
+#include "backend.h"
 
 /* Focal loss (Lin et al.) of logits[k] for `label`:
  * -(1 - p)^gamma log p, p = softmax(logits)[label]; gamma 0 is
@@ -19,9 +22,7 @@ double tr_lr_at(long step, long total, long warmup, double lr, double final_frac
 
 /* Scales grad[n] so that its L2 norm is at most max_norm (no-op when
  * max_norm <= 0); returns the norm before clipping. */
-double tr_clip_grad_norm(float *grad, size_t n, double max_norm);
+double tr_clip_grad_norm(mdc_backend *be, float *grad, size_t n, double max_norm);
 
-/* ema = decay * ema + (1 - decay) * param */
-void tr_ema_update(float *ema, const float *param, size_t n, float decay);
 
 #endif

@@ -20,27 +20,26 @@ struct tr_block_cache {
 
 /* ------------------------------------------------------------- memory */
 
-static float *alloc_floats(size_t n) { return calloc(n ? n : 1, sizeof(float)); }
+static float *alloc_floats(mdc_backend *be, size_t n) {
+  return mdc_be_alloc(be, (n ? n : 1) * sizeof(float));
+}
 
-static int block_alloc(tr_block_cache *b) {
+static int block_alloc(mdc_backend *be, tr_block_cache *b) {
   size_t n = b->n, c = (size_t)b->c;
   float **bufs[] = {&b->ln1, &b->c1, &b->dw, &b->g, &b->gs, &b->c3, &b->y, &b->ln2, &b->c4,
-                    &b->g2, &b->c5, &b->out};
+                    &b->g2, &b->c5, &b->out, &b->mean1, &b->rstd1, &b->mean2, &b->rstd2,
+                    &b->pool, &b->s};
   size_t sizes[] = {n * c, 2 * n * c, 2 * n * c, n * c, n * c, n * c, n * c, n * c, 2 * n * c,
-                    n * c, n * c, n * c};
+                    n * c, n * c, n * c, n, n, n, n, c, c};
   for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++)
-    if (!(*bufs[i] = alloc_floats(sizes[i]))) return -1;
-  if (!(b->mean1 = alloc_floats(n)) || !(b->rstd1 = alloc_floats(n)) ||
-      !(b->mean2 = alloc_floats(n)) || !(b->rstd2 = alloc_floats(n)) ||
-      !(b->pool = alloc_floats(c)) || !(b->s = alloc_floats(c)))
-    return -1;
+    if (!(*bufs[i] = alloc_floats(be, sizes[i]))) return -1;
   return 0;
 }
 
-static void block_free(tr_block_cache *b) {
+static void block_free(mdc_backend *be, tr_block_cache *b) {
   float *bufs[] = {b->ln1, b->mean1, b->rstd1, b->c1, b->dw, b->g, b->pool, b->s, b->gs,
                    b->c3, b->y, b->ln2, b->mean2, b->rstd2, b->c4, b->g2, b->c5, b->out};
-  for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) free(bufs[i]);
+  for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) mdc_be_free(be, bufs[i]);
 }
 
 /* Level of block k in network order. */
@@ -54,39 +53,95 @@ static int block_level(const mdc_net *net, const mdc_net_block *blk) {
   return 0;
 }
 
-int tr_net_init(tr_net *t, mdc_net *net, int crop, char *msg, size_t msg_size) {
+/* The head's tensors, cls.mix .. cls.fc2.bias, are contiguous (the
+ * canonical tensor order ends with them): floats in that span, or 0 when
+ * the layout is not the expected one. */
+static size_t head_span(const mdc_net *net) {
+  const mdc_arch *a = &net->arch;
+  size_t hd = (size_t)a->cls_hidden, k = (size_t)a->num_classes;
+  const float *mix = net->cls_mix;
+  if (net->cls_fc1_w != mix + a->levels + 1 || net->cls_fc1_b != net->cls_fc1_w + hd * hd ||
+      net->cls_fc2_w != net->cls_fc1_b + hd || net->cls_fc2_b != net->cls_fc2_w + k * hd)
+    return 0;
+  return (size_t)(net->cls_fc2_b + k - mix);
+}
+
+/* Host pointers to the head's parameters: into the net on the CPU, into
+ * the host mirror (refreshed by each forward) on a device. */
+static void bind_head(tr_net *t) {
+  const float *base = mdc_be_is_device(t->be) ? t->head_mirror : t->net.cls_mix;
+  const mdc_net *n = &t->net;
+  t->head.mix = base;
+  t->head.fc1_w = base + (n->cls_fc1_w - n->cls_mix);
+  t->head.fc1_b = base + (n->cls_fc1_b - n->cls_mix);
+  t->head.fc2_w = base + (n->cls_fc2_w - n->cls_mix);
+  t->head.fc2_b = base + (n->cls_fc2_b - n->cls_mix);
+}
+
+int tr_net_init(tr_net *t, mdc_net *net, int crop, mdc_backend *be, char *msg, size_t msg_size) {
   memset(t, 0, sizeof *t);
-  t->net = *net;
-  memset(net, 0, sizeof *net);
-  const mdc_arch *a = &t->net.arch;
+  t->be = be;
+  const mdc_arch *a = &net->arch;
   int m = mdc_arch_multiple(a);
   if (crop < m || crop % m) {
     snprintf(msg, msg_size, "crop %d must be a positive multiple of %d", crop, m);
+    mdc_net_clear(net);
     return -1;
   }
   if (a->sca_window && a->sca_window < crop) {
     snprintf(msg, msg_size,
              "crop %d is larger than the attention window %d: training uses the global mean",
              crop, a->sca_window);
+    mdc_net_clear(net);
     return -1;
   }
   t->crop = crop;
   t->num_params = (size_t)mdc_arch_num_params(a);
-  size_t n0 = (size_t)crop * crop, w = (size_t)a->width;
-  int ok = (t->grad = alloc_floats(t->num_params)) && (t->in = alloc_floats(n0 * 3)) &&
-           (t->intro = alloc_floats(n0 * w)) && (t->out = alloc_floats(n0 * 3)) &&
-           (t->d_a = alloc_floats(n0 * w * 2)) && (t->d_b = alloc_floats(n0 * w * 2)) &&
-           (t->d_c = alloc_floats(n0 * w * 2)) && (t->d_d = alloc_floats(n0 * w * 2)) &&
-           (t->d_e = alloc_floats(n0 * w * 2)) && (t->d_f = alloc_floats(n0 * w * 2)) &&
-           mdc_net_cond_init(&t->mixed, &t->net) == MASKDCPT_OK &&
-           (t->blocks = calloc((size_t)(t->net.num_blocks ? t->net.num_blocks : 1),
-                               sizeof *t->blocks));
+  int ok = 1;
+  if (mdc_be_is_device(be)) {
+    t->host = *net;
+    memset(net, 0, sizeof *net);
+    float *params = alloc_floats(be, t->num_params);
+    ok = params && mdc_net_rebase(&t->host, params, &t->net, NULL) == MASKDCPT_OK;
+    if (ok) {
+      mdc_be_upload(be, params, t->host.storage, t->num_params * sizeof(float));
+      t->net.external_storage = 0; /* tr_net_free releases it through the backend */
+      ok = (t->head_mirror = malloc(head_span(&t->host) * sizeof(float) + 1)) != NULL;
+    } else {
+      mdc_be_free(be, params);
+    }
+  } else {
+    t->net = *net;
+    memset(net, 0, sizeof *net);
+  }
+  a = &t->net.arch;
+  size_t n0 = (size_t)crop * crop, w = (size_t)a->width, K = (size_t)a->num_classes;
+  ok = ok && (t->grad = alloc_floats(be, t->num_params)) && (t->in = alloc_floats(be, n0 * 3)) &&
+       (t->intro = alloc_floats(be, n0 * w)) && (t->out = alloc_floats(be, n0 * 3)) &&
+       (t->target = alloc_floats(be, n0 * 3)) && (t->d_out = alloc_floats(be, n0 * 3)) &&
+       (t->out_host = malloc(n0 * 3 * sizeof(float))) &&
+       head_span(&t->net) > 0 &&
+       (t->head_grad = malloc(head_span(&t->net) * sizeof(float))) &&
+       (t->head_grad_dev = alloc_floats(be, head_span(&t->net))) &&
+       (t->cond_dev = alloc_floats(be, K)) && (t->vec = alloc_floats(be, 8 * 4096)) &&
+       (t->d_a = alloc_floats(be, n0 * w * 2)) && (t->d_b = alloc_floats(be, n0 * w * 2)) &&
+       (t->d_c = alloc_floats(be, n0 * w * 2)) && (t->d_d = alloc_floats(be, n0 * w * 2)) &&
+       (t->d_e = alloc_floats(be, n0 * w * 2)) && (t->d_f = alloc_floats(be, n0 * w * 2)) &&
+       mdc_net_cond_init(&t->mixed, &t->net) == MASKDCPT_OK &&
+       (t->blocks = calloc((size_t)(t->net.num_blocks ? t->net.num_blocks : 1),
+                           sizeof *t->blocks));
+  if (ok && mdc_be_is_device(be)) { /* the mixed norms live where the kernels read them */
+    free(t->mixed.mixed);
+    ok = (t->mixed.mixed = alloc_floats(be, t->mixed.size)) != NULL;
+  }
   for (int l = 0; ok && l <= a->levels; l++) {
     size_t nl = n0 >> (2 * l), cl = (size_t)mdc_arch_channels(a, l);
-    ok = (t->mask[l] = alloc_floats(nl)) && (t->cls_proj[l] = alloc_floats(nl * a->cls_hidden));
+    ok = (t->mask[l] = alloc_floats(be, nl)) && (t->mask_host[l] = malloc(nl * sizeof(float))) &&
+         (t->cls_proj[l] = alloc_floats(be, nl * a->cls_hidden));
     if (ok && l < a->levels)
-      ok = (t->down[l] = alloc_floats((nl / 4) * cl * 2)) && (t->up[l] = alloc_floats(nl * cl)) &&
-           (t->merged[l] = alloc_floats(nl * cl)) && (t->d_skip[l] = alloc_floats(nl * cl));
+      ok = (t->down[l] = alloc_floats(be, (nl / 4) * cl * 2)) &&
+           (t->up[l] = alloc_floats(be, nl * cl)) && (t->merged[l] = alloc_floats(be, nl * cl)) &&
+           (t->d_skip[l] = alloc_floats(be, nl * cl));
   }
   for (int k = 0; ok && k < t->net.num_blocks; k++) {
     tr_block_cache *b = &t->blocks[k];
@@ -95,46 +150,82 @@ int tr_net_init(tr_net *t, mdc_net *net, int crop, char *msg, size_t msg_size) {
     b->c = b->blk->p.c;
     b->h = b->w = crop >> b->level;
     b->n = (size_t)b->h * b->w;
-    ok = block_alloc(b) == 0;
+    ok = block_alloc(be, b) == 0;
   }
   if (!ok) {
-    snprintf(msg, msg_size, "out of memory for training activations (crop %d)", crop);
+    snprintf(msg, msg_size, "out of %s memory for training activations (crop %d)",
+             mdc_be_is_device(be) ? "GPU" : "host", crop);
     tr_net_free(t);
     return -1;
   }
+  bind_head(t);
   return 0;
 }
 
 void tr_net_free(tr_net *t) {
+  mdc_backend *be = t->be;
+  if (!be) return;
   if (t->blocks)
-    for (int k = 0; k < t->net.num_blocks; k++) block_free(&t->blocks[k]);
+    for (int k = 0; k < t->net.num_blocks; k++) block_free(be, &t->blocks[k]);
   free(t->blocks);
-  free(t->grad);
-  free(t->in);
-  free(t->intro);
-  free(t->out);
-  free(t->d_a);
-  free(t->d_b);
-  free(t->d_c);
-  free(t->d_d);
-  free(t->d_e);
-  free(t->d_f);
+  float *bufs[] = {t->grad, t->in, t->intro, t->out, t->target, t->d_out, t->cond_dev, t->vec,
+                   t->head_grad_dev,
+                   t->d_a, t->d_b, t->d_c, t->d_d, t->d_e, t->d_f};
+  for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) mdc_be_free(be, bufs[i]);
   for (int l = 0; l <= MDC_MAX_LEVELS; l++) {
-    free(t->mask[l]);
-    free(t->cls_proj[l]);
+    mdc_be_free(be, t->mask[l]);
+    free(t->mask_host[l]);
+    mdc_be_free(be, t->cls_proj[l]);
     if (l < MDC_MAX_LEVELS) {
-      free(t->down[l]);
-      free(t->up[l]);
-      free(t->merged[l]);
-      free(t->d_skip[l]);
+      mdc_be_free(be, t->down[l]);
+      mdc_be_free(be, t->up[l]);
+      mdc_be_free(be, t->merged[l]);
+      mdc_be_free(be, t->d_skip[l]);
     }
+  }
+  free(t->out_host);
+  free(t->head_mirror);
+  free(t->head_grad);
+  if (mdc_be_is_device(be)) {
+    mdc_be_free(be, t->mixed.mixed);
+    t->mixed.mixed = NULL;
+    mdc_be_free(be, t->net.storage);
+    t->net.external_storage = 1;
+    mdc_net_clear(&t->host);
   }
   mdc_net_cond_clear(&t->mixed);
   mdc_net_clear(&t->net);
   memset(t, 0, sizeof *t);
 }
 
-void tr_net_zero_grad(tr_net *t) { memset(t->grad, 0, t->num_params * sizeof(float)); }
+void tr_net_zero_grad(tr_net *t) { mdc_be_zero(t->be, t->grad, t->num_params * sizeof(float)); }
+
+void tr_net_download(tr_net *t, float *host, const float *src, size_t n) {
+  mdc_be_download(t->be, host, src, n * sizeof(float));
+}
+
+void tr_net_upload(tr_net *t, float *dst, const float *host, size_t n) {
+  mdc_be_upload(t->be, dst, host, n * sizeof(float));
+}
+
+int tr_net_check(tr_net *t, char *msg, size_t msg_size) {
+  if (mdc_be_sync(t->be, msg, msg_size) == 0) return 0;
+  return -1;
+}
+
+const float *tr_net_output(tr_net *t) {
+  if (!mdc_be_is_device(t->be)) return t->out;
+  tr_net_download(t, t->out_host, t->out, (size_t)t->crop * t->crop * 3);
+  return t->out_host;
+}
+
+double tr_net_restoration_loss(tr_net *t, const float *clean, int psnr, float scale) {
+  mdc_backend *be = t->be;
+  size_t n = (size_t)t->crop * t->crop * 3;
+  tr_net_upload(t, t->target, clean, n);
+  return psnr ? be->psnr_loss(be, t->out, t->target, n, scale, t->d_out)
+              : be->l1_loss(be, t->out, t->target, n, scale, t->d_out);
+}
 
 /* ------------------------------------------------------------ forward */
 
@@ -149,25 +240,21 @@ static mdc_nafblock_params block_params(const tr_net *t, const mdc_net_block *bl
 }
 
 static const float *block_forward(tr_net *t, mdc_backend *be, tr_block_cache *b, const float *x,
-                                  const float *mask) {
+                                  const float *mask, float vis_scale) {
   mdc_nafblock_params p = block_params(t, b->blk);
   size_t n = b->n;
   int c = b->c;
   float eps = t->net.arch.norm_eps;
   b->x = x;
   b->mask = mask;
-  double vis = 0;
-  if (mask)
-    for (size_t i = 0; i < n; i++) vis += mask[i];
-  b->vis_scale = mask && vis > 0 ? (float)(n / vis) : 1.0f;
+  b->vis_scale = mask ? vis_scale : 1.0f;
   be->layernorm(be, x, n, c, p.norm1_w, p.norm1_b, eps, b->ln1, b->mean1, b->rstd1);
   be->conv1x1(be, b->ln1, n, c, p.conv1_w, p.conv1_b, 2 * c, b->c1);
   be->dwconv3x3(be, b->c1, b->h, b->w, 2 * c, p.conv2_w, p.conv2_b, b->dw);
   if (mask) be->mask_pixels(be, b->dw, mask, n, 2 * c, b->dw);
   be->simplegate(be, b->dw, n, c, b->g);
   be->pool_mean(be, b->g, b->h, b->w, c, 0, b->pool);
-  if (mask)
-    for (int i = 0; i < c; i++) b->pool[i] *= b->vis_scale;
+  if (mask) be->scale(be, b->pool, (size_t)c, b->vis_scale, b->pool);
   be->conv1x1(be, b->pool, 1, c, p.sca_w, p.sca_b, c, b->s);
   be->scale_channels(be, b->g, b->s, 0, n, c, b->gs);
   be->conv1x1(be, b->gs, n, c, p.conv3_w, p.conv3_b, c, b->c3);
@@ -180,42 +267,71 @@ static const float *block_forward(tr_net *t, mdc_backend *be, tr_block_cache *b,
   return b->out;
 }
 
-/* logits = fc2(ReLU(fc1(sum_l softmax(mix)_l g_l))), in double; keeps
- * what the backward needs. */
+/* logits = fc2(ReLU(fc1(sum_l softmax(mix)_l g_l))), in double on the
+ * host; keeps what the backward needs. */
 static void classifier_head(tr_net *t) {
-  const mdc_net *net = &t->net;
-  const mdc_arch *a = &net->arch;
+  const tr_head *h = &t->head;
+  const mdc_arch *a = &t->net.arch;
   int hd = a->cls_hidden, k = a->num_classes, nlv = a->levels + 1;
   double mmax = -INFINITY, msum = 0;
-  for (int l = 0; l < nlv; l++) mmax = fmax(mmax, net->cls_mix[l]);
-  for (int l = 0; l < nlv; l++) msum += t->cls_mix[l] = exp(net->cls_mix[l] - mmax);
+  for (int l = 0; l < nlv; l++) mmax = fmax(mmax, h->mix[l]);
+  for (int l = 0; l < nlv; l++) msum += t->cls_mix[l] = exp(h->mix[l] - mmax);
   for (int l = 0; l < nlv; l++) t->cls_mix[l] /= msum;
   for (int j = 0; j < hd; j++) {
     t->cls_g[j] = 0;
     for (int l = 0; l < nlv; l++) t->cls_g[j] += t->cls_mix[l] * t->g[(size_t)l * hd + j];
   }
   for (int o = 0; o < hd; o++) {
-    double acc = net->cls_fc1_b[o];
-    for (int j = 0; j < hd; j++) acc += (double)net->cls_fc1_w[(size_t)o * hd + j] * t->cls_g[j];
+    double acc = h->fc1_b[o];
+    for (int j = 0; j < hd; j++) acc += (double)h->fc1_w[(size_t)o * hd + j] * t->cls_g[j];
     t->cls_hidden[o] = acc > 0 ? acc : 0;
   }
   for (int q = 0; q < k; q++) {
-    double acc = net->cls_fc2_b[q];
-    for (int j = 0; j < hd; j++) acc += (double)net->cls_fc2_w[(size_t)q * hd + j] * t->cls_hidden[j];
+    double acc = h->fc2_b[q];
+    for (int j = 0; j < hd; j++) acc += (double)h->fc2_w[(size_t)q * hd + j] * t->cls_hidden[j];
     t->logits[q] = acc;
   }
 }
 
-/* Expands the patch mask to every level: a patch is 2^(levels - l)
- * pixels at level l. */
+/* Expands the patch mask to every level (a patch is 2^(levels - l)
+ * pixels at level l), with each level's pixels / visible pixels. */
 static void expand_mask(tr_net *t, const unsigned char *mask) {
   const mdc_arch *a = &t->net.arch;
   int patches = t->crop >> a->levels;
   for (int l = 0; l <= a->levels; l++) {
     int side = t->crop >> l, ps = 1 << (a->levels - l);
+    double vis = 0;
+    float *mh = t->mask_host[l];
     for (int y = 0; y < side; y++)
-      for (int x = 0; x < side; x++)
-        t->mask[l][(size_t)y * side + x] = mask[(y / ps) * patches + x / ps] ? 1.0f : 0.0f;
+      for (int x = 0; x < side; x++) {
+        float v = mask[(y / ps) * patches + x / ps] ? 1.0f : 0.0f;
+        mh[(size_t)y * side + x] = v;
+        vis += v;
+      }
+    size_t n = (size_t)side * side;
+    t->vis_scale[l] = vis > 0 ? (float)(n / vis) : 1.0f;
+    tr_net_upload(t, t->mask[l], mh, n);
+  }
+}
+
+/* The decoder's norms mixed for t->cond: on the host from host parameters,
+ * or on the device as a [1][K] x [K][c] product per tensor. */
+static void mix_conditioning(tr_net *t, mdc_backend *be) {
+  int k = t->net.arch.num_classes;
+  tr_net_upload(t, t->cond_dev, t->cond, (size_t)k); /* the backward's add_cond_grad reads it */
+  if (!mdc_be_is_device(be)) {
+    mdc_net_cond_set(&t->mixed, &t->net, t->cond);
+    return;
+  }
+  for (int b = 0; b < t->net.num_blocks; b++) {
+    const mdc_net_block *blk = &t->net.blocks[b];
+    if (!blk->cond_norm1_w) continue;
+    int c = blk->p.c;
+    const float *src[4] = {blk->cond_norm1_w, blk->cond_norm1_b, blk->cond_norm2_w,
+                           blk->cond_norm2_b};
+    for (int q = 0; q < 4; q++)
+      be->conv1x1(be, t->cond_dev, 1, k, src[q], NULL, c,
+                  t->mixed.mixed + blk->cond_offset + (size_t)q * c);
   }
 }
 
@@ -226,8 +342,10 @@ void tr_net_forward(tr_net *t, mdc_backend *be, const float *in, const unsigned 
   int s = t->crop;
   size_t n0 = (size_t)s * s;
   int masked = mask != NULL;
+  if (mdc_be_is_device(be)) /* the head runs on the host: this step's parameters */
+    tr_net_download(t, t->head_mirror, net->cls_mix, head_span(net));
   if (masked) expand_mask(t, mask);
-  memcpy(t->in, in, n0 * 3 * sizeof(float));
+  tr_net_upload(t, t->in, in, n0 * 3);
   if (masked) be->mask_pixels(be, t->in, t->mask[0], n0, 3, t->in);
   be->conv3x3(be, t->in, s, s, 3, net->intro_w, net->intro_b, a->width, t->intro);
   if (masked) be->mask_pixels(be, t->intro, t->mask[0], n0, a->width, t->intro);
@@ -237,32 +355,32 @@ void tr_net_forward(tr_net *t, mdc_backend *be, const float *in, const unsigned 
   tr_block_cache *bc = t->blocks;
   for (int l = 0; l < a->levels; l++) {
     const float *ml = masked ? t->mask[l] : NULL;
-    for (int j = 0; j < a->enc_blocks[l]; j++) x = block_forward(t, be, bc++, x, ml);
+    for (int j = 0; j < a->enc_blocks[l]; j++) x = block_forward(t, be, bc++, x, ml, t->vis_scale[l]);
     t->skip[l] = (float *)x;
     int side = s >> l, c = mdc_arch_channels(a, l);
     be->conv2x2s2(be, x, side, side, c, net->down_w[l], net->down_b[l], 2 * c, t->down[l]);
     x = t->down[l];
   }
   for (int j = 0; j < a->middle_blocks; j++)
-    x = block_forward(t, be, bc++, x, masked ? t->mask[a->levels] : NULL);
+    x = block_forward(t, be, bc++, x, masked ? t->mask[a->levels] : NULL, t->vis_scale[a->levels]);
   t->mid_out = x;
 
   /* classifier: g_l = mean ReLU(proj_l(f_l)) over the whole crop */
   int hd = a->cls_hidden;
+  size_t ng = (size_t)(a->levels + 1) * hd;
+  float *gsum = t->vec, gh[(MDC_MAX_LEVELS + 1) * 1024];
+  mdc_be_zero(be, gsum, ng * sizeof(float));
   for (int l = 0; l <= a->levels; l++) {
     const float *f = l < a->levels ? t->skip[l] : x;
-    size_t nl = n0 >> (2 * l);
-    be->conv1x1(be, f, nl, mdc_arch_channels(a, l), net->cls_proj_w[l], net->cls_proj_b[l], hd,
-                t->cls_proj[l]);
-    double *gl = t->g + (size_t)l * hd;
-    for (int j = 0; j < hd; j++) gl[j] = 0.0;
-    for (size_t i = 0; i < nl; i++)
-      for (int j = 0; j < hd; j++) {
-        float v = t->cls_proj[l][i * hd + j];
-        if (v > 0) gl[j] += v;
-      }
-    for (int j = 0; j < hd; j++) gl[j] /= (double)nl;
+    int side = s >> l;
+    be->conv1x1(be, f, (size_t)side * side, mdc_arch_channels(a, l), net->cls_proj_w[l],
+                net->cls_proj_b[l], hd, t->cls_proj[l]);
+    be->relu_sum(be, t->cls_proj[l], side, side, (size_t)side, hd, gsum + (size_t)l * hd);
   }
+  tr_net_download(t, gh, gsum, ng);
+  for (int l = 0; l <= a->levels; l++)
+    for (int j = 0; j < hd; j++)
+      t->g[(size_t)l * hd + j] = gh[(size_t)l * hd + j] / (double)(n0 >> (2 * l));
   classifier_head(t);
   if (!restore) return;
 
@@ -274,27 +392,29 @@ void tr_net_forward(tr_net *t, mdc_backend *be, const float *in, const unsigned 
     for (int q = 0; q < a->num_classes; q++) sum += exp(t->logits[q] - mx);
     for (int q = 0; q < a->num_classes; q++) t->cond[q] = (float)(exp(t->logits[q] - mx) / sum);
   }
-  mdc_net_cond_set(&t->mixed, net, t->cond);
+  mix_conditioning(t, be);
   for (int i = 0; i < a->levels; i++) {
     int l = a->levels - 1 - i, c = mdc_arch_channels(a, l), side = s >> (l + 1);
     t->dec_in[i] = x;
     be->conv1x1(be, x, (size_t)side * side, 2 * c, net->up_w[i], NULL, 4 * c, t->up[l]);
     be->pixelshuffle_add(be, t->up[l], side, side, c, t->skip[l], t->merged[l]);
     x = t->merged[l];
-    for (int j = 0; j < a->dec_blocks[i]; j++) x = block_forward(t, be, bc++, x, NULL);
+    for (int j = 0; j < a->dec_blocks[i]; j++) x = block_forward(t, be, bc++, x, NULL, 1.0f);
   }
   t->dec_out = x;
   be->conv3x3(be, x, s, s, a->width, net->ending_w, net->ending_b, 3, t->out);
-  for (size_t i = 0; i < n0 * 3; i++) t->out[i] += t->in[i];
+  be->add_scaled(be, t->out, t->in, NULL, n0, 3, t->out);
 }
 
 /* ----------------------------------------------------------- backward */
 
-/* Adds d(norm params of the mixed copy) into the per-class gradients. */
-static void add_cond_grad(tr_net *t, const float *cond_param, const float *d, int c) {
-  float *g = tr_grad_of(t, cond_param);
-  for (int q = 0; q < t->net.arch.num_classes; q++)
-    for (int i = 0; i < c; i++) g[(size_t)q * c + i] += t->cond[q] * d[i];
+/* Adds d(norm params of the mixed copy) into the per-class gradients:
+ * g[q][i] += cond[q] * d[i], a [K] x [c] outer product. */
+static void add_cond_grad(tr_net *t, mdc_backend *be, const float *cond_param, const float *d,
+                          int c) {
+  int k = t->net.arch.num_classes;
+  be->conv1x1_backward(be, t->cond_dev, 1, k, cond_param, c, d, NULL, tr_grad_of(t, cond_param),
+                       NULL);
 }
 
 /* dx[n][c] from dout[n][c] through one block; dout and dx must not be
@@ -306,14 +426,12 @@ static void block_backward(tr_net *t, mdc_backend *be, tr_block_cache *b, const 
   size_t n = b->n;
   int c = b->c, cond = blk->cond_norm1_w != NULL;
   float *d2a = t->d_a, *d2b = t->d_b, *d1a = t->d_c, *dy = t->d_d;
-  /* channels <= 4096 (mdc_arch_validate) */
-  float dn1w[4096], dn1b[4096], dn2w[4096], dn2b[4096], dsv[4096], dpool[4096];
+  /* per-channel scratch (channels <= 4096, mdc_arch_validate) */
+  float *dn1w = t->vec, *dn1b = dn1w + 4096, *dn2w = dn1b + 4096, *dn2b = dn2w + 4096;
+  float *dsv = dn2b + 4096, *dpool = dsv + 4096;
   float *g_n1w = cond ? dn1w : tr_grad_of(t, p.norm1_w), *g_n1b = cond ? dn1b : tr_grad_of(t, p.norm1_b);
   float *g_n2w = cond ? dn2w : tr_grad_of(t, p.norm2_w), *g_n2b = cond ? dn2b : tr_grad_of(t, p.norm2_b);
-  if (cond) {
-    memset(dn1w, 0, sizeof(float) * c), memset(dn1b, 0, sizeof(float) * c);
-    memset(dn2w, 0, sizeof(float) * c), memset(dn2b, 0, sizeof(float) * c);
-  }
+  if (cond) mdc_be_zero(be, dn1w, 4 * 4096 * sizeof(float));
   /* out = y + gamma * c5 */
   be->add_scaled_backward(be, b->c5, p.gamma, n, c, dout, d1a, tr_grad_of(t, p.gamma));
   be->conv1x1_backward(be, b->g2, n, c, p.conv5_w, c, d1a, dx, tr_grad_of(t, p.conv5_w),
@@ -322,7 +440,7 @@ static void block_backward(tr_net *t, mdc_backend *be, tr_block_cache *b, const 
   be->conv1x1_backward(be, b->ln2, n, c, p.conv4_w, 2 * c, d2a, d1a, tr_grad_of(t, p.conv4_w),
                        tr_grad_of(t, p.conv4_b));
   be->layernorm_backward(be, b->y, n, c, p.norm2_w, b->mean2, b->rstd2, d1a, dy, g_n2w, g_n2b);
-  for (size_t i = 0; i < n * c; i++) dy[i] += dout[i];
+  be->add_scaled(be, dy, dout, NULL, n, c, dy);
   /* y = x + beta * c3 */
   be->add_scaled_backward(be, b->c3, p.beta, n, c, dy, d1a, tr_grad_of(t, p.beta));
   be->conv1x1_backward(be, b->gs, n, c, p.conv3_w, c, d1a, dx, tr_grad_of(t, p.conv3_w),
@@ -331,9 +449,9 @@ static void block_backward(tr_net *t, mdc_backend *be, tr_block_cache *b, const 
   be->scale_channels_backward(be, b->g, b->s, 0, n, c, dx, d1a, dsv);
   be->conv1x1_backward(be, b->pool, 1, c, p.sca_w, c, dsv, dpool, tr_grad_of(t, p.sca_w),
                        tr_grad_of(t, p.sca_b));
-  for (int i = 0; i < c; i++) dpool[i] *= b->vis_scale;
+  if (b->mask) be->scale(be, dpool, (size_t)c, b->vis_scale, dpool);
   be->pool_mean_backward(be, b->h, b->w, c, 0, dpool, dx);
-  for (size_t i = 0; i < n * c; i++) d1a[i] += dx[i];
+  be->add_scaled(be, d1a, dx, NULL, n, c, d1a);
   /* g = gate(mask(dwconv(c1))) */
   be->simplegate_backward(be, b->dw, n, c, d1a, d2a);
   if (b->mask) be->mask_pixels(be, d2a, b->mask, n, 2 * c, d2a);
@@ -342,33 +460,37 @@ static void block_backward(tr_net *t, mdc_backend *be, tr_block_cache *b, const 
   be->conv1x1_backward(be, b->ln1, n, c, p.conv1_w, 2 * c, d2b, d1a, tr_grad_of(t, p.conv1_w),
                        tr_grad_of(t, p.conv1_b));
   be->layernorm_backward(be, b->x, n, c, p.norm1_w, b->mean1, b->rstd1, d1a, dx, g_n1w, g_n1b);
-  for (size_t i = 0; i < n * c; i++) dx[i] += dy[i];
+  be->add_scaled(be, dx, dy, NULL, n, c, dx);
   if (cond) {
-    add_cond_grad(t, blk->cond_norm1_w, dn1w, c);
-    add_cond_grad(t, blk->cond_norm1_b, dn1b, c);
-    add_cond_grad(t, blk->cond_norm2_w, dn2w, c);
-    add_cond_grad(t, blk->cond_norm2_b, dn2b, c);
+    add_cond_grad(t, be, blk->cond_norm1_w, dn1w, c);
+    add_cond_grad(t, be, blk->cond_norm1_b, dn1b, c);
+    add_cond_grad(t, be, blk->cond_norm2_w, dn2w, c);
+    add_cond_grad(t, be, blk->cond_norm2_b, dn2b, c);
   }
 }
 
 /* d(logits) back to the classifier's parameters and to the features it
  * read: d f_l is added into d_skip[l] (l < levels) and d_mid (the middle
- * output's gradient). */
+ * output's gradient).  The head's gradients are computed on the host and
+ * added into t->grad in one pass. */
 static void classifier_backward(tr_net *t, mdc_backend *be, const double *d_logits,
                                 float *d_mid) {
   const mdc_net *net = &t->net;
+  const tr_head *h = &t->head;
   const mdc_arch *a = &net->arch;
   int hd = a->cls_hidden, k = a->num_classes, nlv = a->levels + 1;
+  size_t span = head_span(net);
   double d_hidden[1024], d_g[1024];
-  float *g_fc2w = tr_grad_of(t, net->cls_fc2_w), *g_fc2b = tr_grad_of(t, net->cls_fc2_b);
-  float *g_fc1w = tr_grad_of(t, net->cls_fc1_w), *g_fc1b = tr_grad_of(t, net->cls_fc1_b);
-  float *g_mix = tr_grad_of(t, net->cls_mix);
+  float *hg = t->head_grad;
+  memset(hg, 0, span * sizeof(float));
+  float *g_mix = hg, *g_fc1w = hg + (h->fc1_w - h->mix), *g_fc1b = hg + (h->fc1_b - h->mix);
+  float *g_fc2w = hg + (h->fc2_w - h->mix), *g_fc2b = hg + (h->fc2_b - h->mix);
   for (int j = 0; j < hd; j++) d_hidden[j] = 0;
   for (int q = 0; q < k; q++) {
     g_fc2b[q] += (float)d_logits[q];
     for (int j = 0; j < hd; j++) {
       g_fc2w[(size_t)q * hd + j] += (float)(d_logits[q] * t->cls_hidden[j]);
-      d_hidden[j] += net->cls_fc2_w[(size_t)q * hd + j] * d_logits[q];
+      d_hidden[j] += h->fc2_w[(size_t)q * hd + j] * d_logits[q];
     }
   }
   for (int j = 0; j < hd; j++) d_g[j] = 0;
@@ -377,7 +499,7 @@ static void classifier_backward(tr_net *t, mdc_backend *be, const double *d_logi
     g_fc1b[o] += (float)d_hidden[o];
     for (int j = 0; j < hd; j++) {
       g_fc1w[(size_t)o * hd + j] += (float)(d_hidden[o] * t->cls_g[j]);
-      d_g[j] += net->cls_fc1_w[(size_t)o * hd + j] * d_hidden[o];
+      d_g[j] += h->fc1_w[(size_t)o * hd + j] * d_hidden[o];
     }
   }
   /* g = sum_l pi_l g_l with pi = softmax(mix) */
@@ -388,20 +510,29 @@ static void classifier_backward(tr_net *t, mdc_backend *be, const double *d_logi
     avg += t->cls_mix[l] * dot[l];
   }
   for (int l = 0; l < nlv; l++) g_mix[l] += (float)(t->cls_mix[l] * (dot[l] - avg));
+  float *grad_head = tr_grad_of(t, net->cls_mix);
+  if (mdc_be_is_device(be)) {
+    tr_net_upload(t, t->head_grad_dev, hg, span);
+    be->add_scaled(be, grad_head, t->head_grad_dev, NULL, span, 1, grad_head);
+  } else {
+    for (size_t i = 0; i < span; i++) grad_head[i] += hg[i];
+  }
+
+  float coef[1024];
   for (int l = 0; l < nlv; l++) {
     size_t nl = ((size_t)t->crop * t->crop) >> (2 * l);
     int cl = mdc_arch_channels(a, l);
-    float *dp = t->cls_proj[l]; /* ReLU outputs, overwritten by their gradient */
-    for (size_t i = 0; i < nl; i++)
-      for (int j = 0; j < hd; j++) {
-        float *v = &dp[i * hd + j];
-        *v = *v > 0 ? (float)(t->cls_mix[l] * d_g[j] / (double)nl) : 0.0f;
-      }
+    /* ReLU outputs, overwritten by their gradient: the mean's share of d_g */
+    float *dp = t->cls_proj[l];
+    for (int j = 0; j < hd; j++) coef[j] = (float)(t->cls_mix[l] * d_g[j] / (double)nl);
+    float *coef_dev = t->vec + 6 * 4096;
+    tr_net_upload(t, coef_dev, coef, (size_t)hd);
+    be->relu_mask_scale(be, dp, coef_dev, nl, hd, dp);
     const float *f = l < a->levels ? t->skip[l] : t->mid_out;
     be->conv1x1_backward(be, f, nl, cl, net->cls_proj_w[l], hd, dp, t->d_a,
                          tr_grad_of(t, net->cls_proj_w[l]), tr_grad_of(t, net->cls_proj_b[l]));
     float *dst = l < a->levels ? t->d_skip[l] : d_mid;
-    for (size_t i = 0; i < nl * cl; i++) dst[i] += t->d_a[i];
+    be->add_scaled(be, dst, t->d_a, NULL, nl, cl, dst);
   }
 }
 
@@ -418,7 +549,7 @@ void tr_net_backward(tr_net *t, mdc_backend *be, const float *d_out, const doubl
   size_t n0 = (size_t)s * s;
   float *ga = t->d_e, *gb = t->d_f;
   for (int l = 0; l < a->levels; l++)
-    memset(t->d_skip[l], 0, (n0 >> (2 * l)) * mdc_arch_channels(a, l) * sizeof(float));
+    mdc_be_zero(be, t->d_skip[l], (n0 >> (2 * l)) * mdc_arch_channels(a, l) * sizeof(float));
   int first_dec = a->middle_blocks;
   for (int l = 0; l < a->levels; l++) first_dec += a->enc_blocks[l];
   tr_block_cache *bc = t->blocks + first_dec;
@@ -436,13 +567,13 @@ void tr_net_backward(tr_net *t, mdc_backend *be, const float *d_out, const doubl
         swap(&ga, &gb);
       }
       size_t nl = n0 >> (2 * l);
-      for (size_t q = 0; q < nl * c; q++) t->d_skip[l][q] += ga[q];
+      be->add_scaled(be, t->d_skip[l], ga, NULL, nl, c, t->d_skip[l]);
       be->pixelshuffle_backward(be, side, side, c, ga, gb);
       be->conv1x1_backward(be, t->dec_in[i], (size_t)side * side, 2 * c, net->up_w[i], 4 * c, gb,
                            ga, tr_grad_of(t, net->up_w[i]), NULL);
     }
   } else {
-    memset(ga, 0, n_mid * c_mid * sizeof(float));
+    mdc_be_zero(be, ga, n_mid * c_mid * sizeof(float));
   }
   if (d_logits) classifier_backward(t, be, d_logits, ga);
   for (int j = a->middle_blocks - 1; j >= 0; j--) {
@@ -454,7 +585,7 @@ void tr_net_backward(tr_net *t, mdc_backend *be, const float *d_out, const doubl
     size_t nl = (size_t)side * side;
     be->conv2x2s2_backward(be, t->skip[l], side, side, c, net->down_w[l], 2 * c, ga, gb,
                            tr_grad_of(t, net->down_w[l]), tr_grad_of(t, net->down_b[l]));
-    for (size_t q = 0; q < nl * c; q++) gb[q] += t->d_skip[l][q];
+    be->add_scaled(be, gb, t->d_skip[l], NULL, nl, c, gb);
     swap(&ga, &gb);
     for (int j = a->enc_blocks[l] - 1; j >= 0; j--) {
       block_backward(t, be, --bc, ga, gb);

@@ -24,11 +24,29 @@
 
 typedef struct tr_block_cache tr_block_cache;
 
+/* The classifier head's parameters as the host reads them (it runs in
+ * double on the host: a few thousand multiply-adds per crop). */
+typedef struct tr_head {
+  const float *mix, *fc1_w, *fc1_b, *fc2_w, *fc2_b;
+} tr_head;
+
 typedef struct tr_net {
-  mdc_net net;  /* parameters */
-  float *grad;  /* gradients, same layout as net.storage */
+  mdc_backend *be; /* every buffer below lives in its memory unless marked host */
+  mdc_net net;     /* parameters */
+  mdc_net host;    /* device backend: the host-side net (layout, export); else unused */
+  float *grad;     /* gradients, same layout as net.storage */
   size_t num_params;
   int crop;     /* side of the square crops this plan holds */
+  float *target, *d_out; /* clean crop and d loss / d out for tr_net_restoration_loss */
+  float *out_host;       /* host copy of out (tr_net_output) */
+  tr_head head;          /* host */
+  float *head_mirror;    /* device backend: host copy of the head's parameters */
+  float *head_grad;      /* host: the head's gradients of one backward */
+  float *head_grad_dev;  /* the same, on its way into grad */
+  float *cond_dev;       /* class weights [K] */
+  float *vec;            /* per-channel scratch: 8 x 4096 floats */
+  float *mask_host[MDC_MAX_LEVELS + 1]; /* host copies of mask[] */
+  float vis_scale[MDC_MAX_LEVELS + 1];  /* pixels / visible pixels per level */
   /* saved activations for one crop */
   float *in, *intro, *skip[MDC_MAX_LEVELS], *down[MDC_MAX_LEVELS], *up[MDC_MAX_LEVELS],
       *merged[MDC_MAX_LEVELS], *out;
@@ -47,10 +65,11 @@ typedef struct tr_net {
   float *d_a, *d_b, *d_c, *d_d, *d_e, *d_f, *d_skip[MDC_MAX_LEVELS];
 } tr_net;
 
-/* Takes over `net` (its storage becomes the trained parameters) and plans
- * activations for crops of crop x crop (a multiple of 2^levels).  0, or -1
+/* Takes over `net` (host; its storage becomes the trained parameters, on
+ * a device backend copied to the device) and plans activations for crops
+ * of crop x crop (a multiple of 2^levels) in `be`'s memory.  0, or -1
  * with a message. */
-int tr_net_init(tr_net *t, mdc_net *net, int crop, char *msg, size_t msg_size);
+int tr_net_init(tr_net *t, mdc_net *net, int crop, mdc_backend *be, char *msg, size_t msg_size);
 void tr_net_free(tr_net *t);
 void tr_net_zero_grad(tr_net *t);
 
@@ -60,6 +79,22 @@ void tr_net_zero_grad(tr_net *t);
  * restore == 0 runs the encoder and classifier only. */
 void tr_net_forward(tr_net *t, mdc_backend *be, const float *in, const unsigned char *mask,
                     const float *cond, int restore);
+
+/* The restoration loss of the last forward against `clean` (host,
+ * [crop][crop][3]): L1, or with psnr NAFNet's PSNR loss.  Leaves scale *
+ * d loss / d out in t->d_out for tr_net_backward. */
+double tr_net_restoration_loss(tr_net *t, const float *clean, int psnr, float scale);
+
+/* t->out on the host (downloaded for a device backend). */
+const float *tr_net_output(tr_net *t);
+
+/* Parameters, their gradients or optimizer state between host arrays and
+ * the backend's memory (n floats from / to t->net.storage layout). */
+void tr_net_download(tr_net *t, float *host, const float *src, size_t n);
+void tr_net_upload(tr_net *t, float *dst, const float *host, size_t n);
+
+/* 0, or -1 with the backend's failure (device backends). */
+int tr_net_check(tr_net *t, char *msg, size_t msg_size);
 
 /* Backward from d_out (d loss / d restored, [crop][crop][3]; NULL when the
  * restoration has no loss) and d_logits (d loss / d logits; NULL when the

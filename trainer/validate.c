@@ -56,20 +56,21 @@ int tr_validate(tr_net *t, mdc_backend *be, const tr_dataset *ds, int num_classe
       break;
     }
     tr_net_forward(t, be, deg, NULL, NULL, 1);
+    const float *restored = tr_net_output(t);
     int best = 0;
     for (int k = 1; k < num_classes; k++)
       if (t->logits[k] > t->logits[best]) best = k;
     out->accuracy += best == s.label;
     if (s.label != 0) { /* PSNR of a clean input is infinite: leave it out */
       out->psnr_in += psnr(deg, clean, px);
-      out->psnr_out += psnr(t->out, clean, px);
+      out->psnr_out += psnr(restored, clean, px);
       out->samples++;
     }
     if (png) {
       int y = 16 + q * (cell + 4);
       text_draw(&grid, 4, y + cell / 2 - 4, dg_class_name(s.label), 1, white);
       blit(&grid, deg, crop, zoom, LABEL_W, y);
-      blit(&grid, t->out, crop, zoom, LABEL_W + cell + 4, y);
+      blit(&grid, restored, crop, zoom, LABEL_W + cell + 4, y);
       blit(&grid, clean, crop, zoom, LABEL_W + 2 * (cell + 4), y);
     }
   }

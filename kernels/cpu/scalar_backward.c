@@ -666,4 +666,5 @@ void mdc_cpu_scalar_backward_init(mdc_backend *be) {
   be->pixelshuffle_backward = mdc_cpu_scalar_pixelshuffle_backward;
   be->l1_loss = mdc_cpu_scalar_l1_loss;
   be->adamw_step = mdc_cpu_scalar_adamw_step;
+  mdc_cpu_glue_init(be);
 }

@@ -12,6 +12,8 @@
 
 /* Fills every training entry of `be` with the scalar versions below. */
 void mdc_cpu_scalar_backward_init(mdc_backend *be);
+/* Fills the glue entries (scale, relu_sum, ...; scalar_glue.c). */
+void mdc_cpu_glue_init(mdc_backend *be);
 
 void mdc_cpu_scalar_mask_pixels(mdc_backend *be, const float *x, const float *m, size_t n,
                                 int c, float *y);
