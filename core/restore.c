@@ -187,6 +187,21 @@ static maskdcpt_status classify_image(maskdcpt_context *ctx, const maskdcpt_imag
   return MASKDCPT_OK;
 }
 
+/* classify_image, leaving a GPU that is out of memory for the CPU (AUTO
+ * device only): the crops are small, so there is no smaller tile to try. */
+static maskdcpt_status classify_or_fail_over(maskdcpt_context *ctx, const maskdcpt_image *img,
+                                             float *probs, progress *prog, maskdcpt_error *err) {
+  double done = prog->done;
+  maskdcpt_status st = classify_image(ctx, img, probs, prog, err);
+  if (st == MASKDCPT_ERROR_OUT_OF_MEMORY && mdc_be_is_device(ctx->backend) &&
+      mdc_context_fail_over(ctx, "the GPU is out of memory") &&
+      mdc_context_backend(ctx, err) == MASKDCPT_OK) {
+    prog->done = done;
+    st = classify_image(ctx, img, probs, prog, err);
+  }
+  return st;
+}
+
 maskdcpt_status maskdcpt_classify(maskdcpt_context *ctx, const maskdcpt_image *image,
                                   float *probs, maskdcpt_error *err) {
   if (!ctx || !probs)
@@ -195,7 +210,7 @@ maskdcpt_status maskdcpt_classify(maskdcpt_context *ctx, const maskdcpt_image *i
   if (st == MASKDCPT_OK) st = mdc_context_backend(ctx, err);
   if (st != MASKDCPT_OK) return st;
   progress prog = {ctx, 0.0, classify_units(image->width, image->height)};
-  return classify_image(ctx, image, probs, &prog, err);
+  return classify_or_fail_over(ctx, image, probs, &prog, err);
 }
 
 /* Adds tile (tx, ty)'s weighted, strength-blended result into `out`. */
@@ -330,7 +345,7 @@ static maskdcpt_status restore_conditioned(maskdcpt_context *ctx, const maskdcpt
   progress prog = {ctx, 0.0, (double)in->width * in->height};
   if (classify) {
     prog.total += classify_units(in->width, in->height);
-    st = classify_image(ctx, in, probs, &prog, err);
+    st = classify_or_fail_over(ctx, in, probs, &prog, err);
     if (st != MASKDCPT_OK) return st;
   }
   if (strength == 0.0f) {

@@ -17,6 +17,7 @@
 #include "degrade.h"
 #include "eval.h"
 #include "loader.h"
+#include "bench.h"
 #include "optim.h"
 #include "plot.h"
 #include "split.h"
@@ -62,6 +63,7 @@ static const char *usage =
     "       maskdcpt-train eval WEIGHTS DATA [--crop 128] [--level 0.5] [--csv FILE]\n"
     "       maskdcpt-train plot OUT.png LOG.csv[=LABEL]...\n"
     "       maskdcpt-train split DATA [--crop N] [--train]   (validation photos' names)\n"
+    "       maskdcpt-train bench [--device D] [--width 32] [--crop 256] [--batch 16]\n"
     "Trains on the photos in DATA (a directory or a list file) and writes\n"
     "OUTDIR/checkpoint.bin, OUTDIR/log.csv, OUTDIR/curves.png, OUTDIR/validation.csv,\n"
     "OUTDIR/validation.png (degraded / restored / clean per class) and\n"
@@ -315,6 +317,7 @@ int main(int argc, char **argv) {
   if (argc > 1 && strcmp(argv[1], "eval") == 0) return tr_eval_main(argc - 1, argv + 1);
   if (argc > 1 && strcmp(argv[1], "plot") == 0) return tr_plot_main(argc - 1, argv + 1);
   if (argc > 1 && strcmp(argv[1], "split") == 0) return tr_split_main(argc - 1, argv + 1);
+  if (argc > 1 && strcmp(argv[1], "bench") == 0) return tr_bench_main(argc - 1, argv + 1);
   settings s;
   parse_args(argc, argv, &s);
   char msg[1024], path[4096];
