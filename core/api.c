@@ -194,6 +194,7 @@ int mdc_context_fail_over(maskdcpt_context *ctx, const char *why) {
   if (ctx->device != MASKDCPT_DEVICE_AUTO || !ctx->cuda || ctx->cuda_failed_over) return 0;
   drop_cuda(ctx);
   ctx->cuda_failed_over = 1;
+  ctx->device_budget = 0; /* the GPU's shortage says nothing about host memory */
   snprintf(ctx->device_note, sizeof ctx->device_note, "using the CPU: %s", why);
   return 1;
 }

@@ -1,0 +1,55 @@
+#!/bin/bash
+# gpu-check.sh OUTDIR [quick] - on a machine with an NVIDIA GPU, from the
+# repository root, with gpu-kit/ made by scripts/gpu-kit.sh: the GPU tests
+# (strict fp32 and TF32 against the CPU), compute-sanitizer memcheck on
+# them, and the benchmarks against PyTorch on the same network, weights,
+# input and GPU.  Every log lands in OUTDIR; the summary is printed.
+set -uo pipefail
+out=${1:?usage: gpu-check.sh OUTDIR [quick]}
+quick=${2:-}
+mkdir -p "$out"
+kit=$PWD/gpu-kit
+# cuBLAS / cuDNN / cudart: the toolkit's, or PyTorch's pip wheels.
+libdirs=$(find / -xdev \( -name 'libcudnn.so.9' -o -name 'libcublas.so.13' -o -name 'libcudart.so.13' \) \
+            -printf '%h\n' 2>/dev/null | sort -u | tr '\n' ':')
+export LD_LIBRARY_PATH=$kit/lib:$libdirs${LD_LIBRARY_PATH:-}
+export MASKDCPT_CUDA_MODULE=$kit/lib/libmaskdcpt-cuda.so
+export MASKDCPT_TEST_TMP=$(mktemp -d)
+{
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
+  echo "LD_LIBRARY_PATH=$LD_LIBRARY_PATH"
+  ldd $MASKDCPT_CUDA_MODULE | grep -E 'cud|cublas|not found'
+} 2>&1 | tee "$out/env.txt"
+
+status=0
+run() { # name, command...
+  local name=$1; shift
+  echo "== $name: $*"
+  local t0=$(date +%s%N)
+  "$@" >"$out/$name.log" 2>&1
+  local rc=$?
+  echo "   rc $rc, $(( ($(date +%s%N) - t0) / 1000000 )) ms; last lines:"
+  tail -n 8 "$out/$name.log" | sed 's/^/   /'
+  [ $rc -eq 0 ] || status=1
+}
+run test_cuda_ops $kit/bin/test_cuda_ops
+run test_cuda $kit/bin/test_cuda
+run test_cuda_net $kit/bin/test_cuda_net data/default.safetensors
+if [ -z "$quick" ] && command -v compute-sanitizer >/dev/null; then
+  run memcheck_ops compute-sanitizer --tool memcheck --leak-check full --error-exitcode 3 $kit/bin/test_cuda_ops
+  run memcheck_net compute-sanitizer --tool memcheck --error-exitcode 3 $kit/bin/test_cuda_net
+fi
+
+# Benchmarks: the same random width-32 network for both sides.
+$kit/bin/maskdcpt init "$out/w32.safetensors" --width 32 >/dev/null 2>&1 ||
+  python3 tools/torch_reference.py random "$out/w32.safetensors" --width 32
+for n in 1024 4096; do
+  run bench_c_$n $kit/bin/maskdcpt bench -w "$out/w32.safetensors" --device cuda --size $n --scalar-size 0
+  run bench_torch_$n python3 tools/torch_bench.py infer "$out/w32.safetensors" --size $n --device cuda \
+    --json "$out/torch_infer_$n.json"
+done
+run train_c $kit/bin/maskdcpt-train bench --device cuda --width 32 --crop 256 --batch 16 --steps 20
+run train_torch python3 tools/torch_bench.py train --width 32 --crop 256 --batch 16 --steps 20 \
+  --device cuda --json "$out/torch_train.json"
+rm -f "$out/w32.safetensors"
+exit $status
