@@ -43,13 +43,24 @@ fi
 # Benchmarks: the same random width-32 network for both sides.
 $kit/bin/maskdcpt init "$out/w32.safetensors" --width 32 >/dev/null 2>&1 ||
   python3 tools/torch_reference.py random "$out/w32.safetensors" --width 32
+# TF32 (both sides' fast fp32 mode), then strict fp32 on both sides.
 for n in 1024 4096; do
   run bench_c_$n $kit/bin/maskdcpt bench -w "$out/w32.safetensors" --device cuda --size $n --scalar-size 0
   run bench_torch_$n python3 tools/torch_bench.py infer "$out/w32.safetensors" --size $n --device cuda \
-    --json "$out/torch_infer_$n.json"
+    --tf32 --json "$out/torch_infer_$n.json"
 done
 run train_c $kit/bin/maskdcpt-train bench --device cuda --width 32 --crop 256 --batch 16 --steps 20
 run train_torch python3 tools/torch_bench.py train --width 32 --crop 256 --batch 16 --steps 20 \
-  --device cuda --json "$out/torch_train.json"
+  --device cuda --tf32 --json "$out/torch_train.json"
+if [ -z "$quick" ]; then
+  MASKDCPT_CUDA_STRICT=1 run bench_c_strict_1024 $kit/bin/maskdcpt bench -w "$out/w32.safetensors" \
+    --device cuda --size 1024 --scalar-size 0
+  run bench_torch_strict_1024 python3 tools/torch_bench.py infer "$out/w32.safetensors" --size 1024 \
+    --device cuda --no-tf32
+  MASKDCPT_CUDA_STRICT=1 run train_c_strict $kit/bin/maskdcpt-train bench --device cuda --width 32 \
+    --crop 256 --batch 16 --steps 20
+  run train_torch_strict python3 tools/torch_bench.py train --width 32 --crop 256 --batch 16 \
+    --steps 20 --device cuda --no-tf32
+fi
 rm -f "$out/w32.safetensors"
 exit $status

@@ -1,0 +1,217 @@
+/* cuda_dwconv.cu - the depthwise 3x3 convolution of the CUDA backend
+ * (NAFBlock's conv2), forward and backward.  Semantics: dwconv3x3 in
+ * kernels/cpu/scalar.c, dwconv3x3_backward in scalar_backward.c; weights
+ * w[3][3][c], zero padding 1, NHWC.
+ *
+ * Threads map to channels (innermost, so a warp's loads are coalesced),
+ * and each thread walks a short column of output rows keeping the 3x3
+ * input neighbourhood in registers: every step loads one new row of 3
+ * values instead of 9. */
+#include <stdint.h>
+
+#include "cuda_internal.h"
+
+#define THREADS 256
+#define FWD_ROWS 8     /* output rows per thread, forward / dx */
+#define WG_ROWS 16     /* output rows per work item, weight gradients */
+#define WG_PIX 8       /* work items per block at once (blockDim.y) */
+#define WG_TARGET_BLOCKS 1024
+
+#define GRID_STRIDE(j, total)                                                  \
+  for (size_t j = (size_t)blockIdx.x * blockDim.x + threadIdx.x; j < (total); \
+       j += (size_t)blockDim.x * gridDim.x)
+
+static mdc_cuda_ctx *live_ctx(mdc_backend *be) {
+  mdc_cuda_ctx *ctx = mdc_cuda_ctx_of(be);
+  return ctx->failed ? NULL : ctx;
+}
+
+static bool aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
+
+/* ------------------------------------------------------ device helpers */
+
+template <typename V> static __device__ __forceinline__ V vzero();
+template <> __device__ __forceinline__ float vzero<float>() { return 0.0f; }
+template <> __device__ __forceinline__ float4 vzero<float4>() {
+  return make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+}
+
+/* acc + a * b */
+static __device__ __forceinline__ float vfma(float a, float b, float acc) {
+  return fmaf(a, b, acc);
+}
+static __device__ __forceinline__ float4 vfma(float4 a, float4 b, float4 acc) {
+  return make_float4(fmaf(a.x, b.x, acc.x), fmaf(a.y, b.y, acc.y), fmaf(a.z, b.z, acc.z),
+                     fmaf(a.w, b.w, acc.w));
+}
+
+/* in(row, px - 1 .. px + 1, k), zero outside the image; cq channels of V */
+template <typename V>
+static __device__ __forceinline__ void load_row3(const V *in, int row, int px, int h, int w,
+                                                 unsigned cq, unsigned k, V out[3]) {
+#pragma unroll
+  for (int d = 0; d < 3; d++) {
+    int col = px + d - 1;
+    out[d] = row >= 0 && row < h && col >= 0 && col < w
+                 ? in[((size_t)row * w + col) * cq + k]
+                 : vzero<V>();
+  }
+}
+
+/* ----------------------------------------------------------- forward */
+
+/* out(py, px, k) = b[k] + sum over taps t = ty * 3 + tx of
+ * in(py + ty - 1, px + tx - 1, k) wt[t][k], taps in order as the CPU.
+ * flip: use wt[8 - t] (the transposed kernel: dx from dy).  One thread
+ * per (chunk of FWD_ROWS rows, px, k), k fastest. */
+template <typename V>
+static __global__ void dwconv3x3_kernel(const V *in, int h, int w, unsigned cq, const V *wt,
+                                        const V *b, int flip, V *out) {
+  const size_t nchunks = ((size_t)h + FWD_ROWS - 1) / FWD_ROWS;
+  GRID_STRIDE(t, nchunks * w * cq) {
+    unsigned k = (unsigned)(t % cq);
+    size_t r = t / cq;
+    int px = (int)(r % (unsigned)w), r0 = (int)(r / (unsigned)w) * FWD_ROWS;
+    int r1 = r0 + FWD_ROWS < h ? r0 + FWD_ROWS : h;
+    V wr[9];
+#pragma unroll
+    for (int tap = 0; tap < 9; tap++) wr[tap] = wt[(size_t)(flip ? 8 - tap : tap) * cq + k];
+    const V bias = b ? b[k] : vzero<V>();
+    V top[3], mid[3], bot[3];
+    load_row3(in, r0 - 1, px, h, w, cq, k, top);
+    load_row3(in, r0, px, h, w, cq, k, mid);
+    for (int py = r0; py < r1; py++) {
+      load_row3(in, py + 1, px, h, w, cq, k, bot);
+      V acc = bias;
+#pragma unroll
+      for (int d = 0; d < 3; d++) acc = vfma(top[d], wr[d], acc);
+#pragma unroll
+      for (int d = 0; d < 3; d++) acc = vfma(mid[d], wr[3 + d], acc);
+#pragma unroll
+      for (int d = 0; d < 3; d++) acc = vfma(bot[d], wr[6 + d], acc);
+      out[((size_t)py * w + px) * cq + k] = acc;
+#pragma unroll
+      for (int d = 0; d < 3; d++) {
+        top[d] = mid[d];
+        mid[d] = bot[d];
+      }
+    }
+  }
+}
+
+static void dwconv_launch(mdc_backend *be, mdc_cuda_ctx *ctx, const char *what, const float *in,
+                          int h, int w, int c, const float *wt, const float *b, int flip,
+                          float *out) {
+  size_t nchunks = ((size_t)h + FWD_ROWS - 1) / FWD_ROWS;
+  if (c % 4 == 0 && aligned16(in) && aligned16(wt) && aligned16(b) && aligned16(out)) {
+    unsigned c4 = (unsigned)c / 4;
+    dwconv3x3_kernel<float4>
+        <<<mdc_cuda_blocks(nchunks * w * c4, THREADS), THREADS, 0, ctx->stream>>>(
+            (const float4 *)in, h, w, c4, (const float4 *)wt, (const float4 *)b, flip,
+            (float4 *)out);
+  } else {
+    dwconv3x3_kernel<float><<<mdc_cuda_blocks(nchunks * w * c, THREADS), THREADS, 0, ctx->stream>>>(
+        in, h, w, (unsigned)c, wt, b, flip, out);
+  }
+  mdc_cuda_check_launch(be, what);
+}
+
+static void cuda_dwconv3x3(mdc_backend *be, const float *x, int h, int w, int c, const float *wt,
+                           const float *b, float *y) {
+  mdc_cuda_ctx *ctx = live_ctx(be);
+  if (!ctx || h <= 0 || w <= 0 || c <= 0) return;
+  dwconv_launch(be, ctx, "dwconv3x3", x, h, w, c, wt, b, 0, y);
+}
+
+/* ---------------------------------------------------------- backward */
+
+/* dwt[t][k] += sum over outputs p of x(p + tap offset, k) dy(p, k),
+ * db[k] += sum dy(p, k).  Block (32, WG_PIX): blockIdx.x picks 32
+ * channels (strided); a work item is a column of WG_ROWS output rows at one px,
+ * items strided over (blockIdx.y, threadIdx.y).  Per item the sums are
+ * float (at most WG_ROWS terms), then double per thread and block; one
+ * float atomicAdd per block, tap and channel. */
+static __global__ void dwconv3x3_wgrad_kernel(const float *x, const float *dy, int h, int w,
+                                              int c, float *dwt, float *db) {
+  __shared__ double sh[10][WG_PIX][32];
+  const size_t items = (((size_t)h + WG_ROWS - 1) / WG_ROWS) * w;
+  /* channel tiles strided too, so any grid covers every channel */
+  for (int k0 = blockIdx.x * 32; k0 < c; k0 += gridDim.x * 32) {
+    const int k = k0 + threadIdx.x;
+    double acc[10];
+#pragma unroll
+    for (int q = 0; q < 10; q++) acc[q] = 0.0;
+    if (k < c)
+      for (size_t it = (size_t)blockIdx.y * WG_PIX + threadIdx.y; it < items;
+           it += (size_t)gridDim.y * WG_PIX) {
+        int px = (int)(it % (unsigned)w), r0 = (int)(it / (unsigned)w) * WG_ROWS;
+        int r1 = r0 + WG_ROWS < h ? r0 + WG_ROWS : h;
+        float a[10], top[3], mid[3], bot[3];
+#pragma unroll
+        for (int q = 0; q < 10; q++) a[q] = 0.0f;
+        load_row3(x, r0 - 1, px, h, w, (unsigned)c, (unsigned)k, top);
+        load_row3(x, r0, px, h, w, (unsigned)c, (unsigned)k, mid);
+        for (int py = r0; py < r1; py++) {
+          load_row3(x, py + 1, px, h, w, (unsigned)c, (unsigned)k, bot);
+          float g = dy[((size_t)py * w + px) * c + k];
+#pragma unroll
+          for (int d = 0; d < 3; d++) {
+            a[d] = fmaf(top[d], g, a[d]);
+            a[3 + d] = fmaf(mid[d], g, a[3 + d]);
+            a[6 + d] = fmaf(bot[d], g, a[6 + d]);
+            top[d] = mid[d];
+            mid[d] = bot[d];
+          }
+          a[9] += g;
+        }
+#pragma unroll
+        for (int q = 0; q < 10; q++) acc[q] += a[q];
+      }
+#pragma unroll
+    for (int q = 0; q < 10; q++) sh[q][threadIdx.y][threadIdx.x] = acc[q];
+    __syncthreads();
+    for (int o = threadIdx.y * 32 + threadIdx.x; o < 10 * 32; o += WG_PIX * 32) {
+      int q = o / 32, lane = o % 32, kk = k0 + lane;
+      if (kk >= c) continue;
+      double s = 0.0;
+#pragma unroll
+      for (int r = 0; r < WG_PIX; r++) s += sh[q][r][lane];
+      if (q < 9) {
+        if (dwt) atomicAdd(dwt + (size_t)q * c + kk, (float)s);
+      } else if (db) {
+        atomicAdd(db + kk, (float)s);
+      }
+    }
+    __syncthreads(); /* sh is rewritten by the next tile */
+  }
+}
+
+static void cuda_dwconv3x3_backward(mdc_backend *be, const float *x, int h, int w, int c,
+                                    const float *wt, const float *dy, float *dx, float *dwt,
+                                    float *db) {
+  mdc_cuda_ctx *ctx = live_ctx(be);
+  if (!ctx || h <= 0 || w <= 0 || c <= 0) return;
+  if (dwt || db) { /* first: they read x and dy, which dx might overwrite */
+    unsigned gx = (unsigned)((c + 31) / 32);
+    size_t items = (((size_t)h + WG_ROWS - 1) / WG_ROWS) * w;
+    size_t gy = (items + WG_PIX - 1) / WG_PIX, cap = WG_TARGET_BLOCKS / gx;
+    if (cap < 1) cap = 1;
+    if (gy > cap) gy = cap;
+    if (gy > 65535) gy = 65535;
+    dwconv3x3_wgrad_kernel<<<dim3(gx, (unsigned)gy), dim3(32, WG_PIX), 0, ctx->stream>>>(
+        x, dy, h, w, c, dwt, db);
+    if (mdc_cuda_check_launch(be, "dwconv3x3_backward (dwt, db)")) return;
+  }
+  /* dx(s) = sum over taps t of dy(s - tap offset) wt[t]: the forward
+   * correlation with the kernel flipped, no bias. */
+  if (dx)
+    dwconv_launch(be, ctx, "dwconv3x3_backward (dx)", dy, h, w, c, wt, (const float *)NULL, 1,
+                  dx);
+}
+
+/* --------------------------------------------------------------- init */
+
+extern "C" void mdc_cuda_dwconv_init(mdc_backend *be) {
+  be->dwconv3x3 = cuda_dwconv3x3;
+  be->dwconv3x3_backward = cuda_dwconv3x3_backward;
+}

@@ -1,0 +1,616 @@
+/* test_cuda_ops.c - the CUDA backend's own kernels (cuda_elementwise.cu,
+ * cuda_reduce.cu, cuda_dwconv.cu) against the CPU scalar backend, entry by
+ * entry, on random inputs of awkward shapes.
+ *
+ * Every output is compared with ct_rel_err (max |got - ref| / (1 + max
+ * |ref|)):
+ *  - TOL_EW 1e-5 for per-element results and per-pixel sums over at most
+ *    a few thousand channels or a 3x3 / window box: fp32 on the GPU vs
+ *    double or fp32 on the CPU, a few ulp apart;
+ *  - TOL_RED 1e-4 for sums over many pixels (parameter gradients, global
+ *    means, relu_sum): the GPU adds per-thread partials and then per-block
+ *    float atomics in a different order than the CPU's double loop, so the
+ *    last float roundings of up to ~1e5 terms differ;
+ *  - TOL_LOSS 1e-6 relative for the host doubles returned by the losses and
+ *    sum_squares (double accumulation on both sides).
+ * Outputs that are overwritten start as NaN on both sides (an unwritten
+ * element fails); accumulated ones (+=) start from the same random values.
+ * Vectorized paths (c a multiple of 4, 16-byte aligned) are also run on
+ * buffers shifted by one float, which takes the scalar fallback.
+ *
+ * Prints one line per entry with the worst error.  Without a usable GPU it
+ * prints SKIP and exits 77. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cuda_test_util.h"
+
+#define TOL_EW 1e-5
+#define TOL_RED 1e-4
+#define TOL_LOSS 1e-6
+
+static mdc_backend *gpu, *cpu;
+
+/* ------------------------------------------------------- bookkeeping */
+
+#define MAX_STATS 48
+static struct {
+  const char *name;
+  double worst, tol;
+  int checks;
+} stats[MAX_STATS];
+static int n_stats;
+
+static void note(const char *name, double err, double tol) {
+  int i = 0;
+  while (i < n_stats && strcmp(stats[i].name, name)) i++;
+  if (i == n_stats) {
+    if (n_stats == MAX_STATS) return;
+    stats[n_stats].name = name;
+    stats[n_stats].worst = 0;
+    stats[n_stats].tol = tol;
+    stats[n_stats].checks = 0;
+    n_stats++;
+  }
+  if (!(err <= stats[i].worst)) stats[i].worst = err; /* NaN sticks */
+  if (tol > stats[i].tol) stats[i].tol = tol;
+  stats[i].checks++;
+}
+
+/* A host array (the CPU's copy) and a device array with the same contents;
+ * the device one starts `g_shift` floats into its allocation (1: not
+ * 16-byte aligned, for the scalar fallbacks). */
+typedef struct buf {
+  float *h, *d, *base;
+  size_t n;
+} buf;
+
+static int g_shift;
+
+static buf buf_from(float *host, size_t n) { /* takes host */
+  buf b = {host, NULL, NULL, n};
+  b.base = mdc_be_alloc(gpu, (n + 1) * sizeof(float));
+  if (!b.base) {
+    printf("FAIL: out of device memory (%zu floats)\n", n);
+    exit(1);
+  }
+  b.d = b.base + g_shift;
+  if (n) mdc_be_upload(gpu, b.d, host, n * sizeof(float));
+  return b;
+}
+
+/* uniform in [offset - scale, offset + scale) */
+static buf buf_rand(size_t n, float scale, float offset) {
+  float *h = ct_rand(n, scale);
+  for (size_t i = 0; i < n; i++) h[i] += offset;
+  return buf_from(h, n);
+}
+
+static buf buf_nan(size_t n) {
+  float *h = malloc((n ? n : 1) * sizeof(float));
+  for (size_t i = 0; i < n; i++) h[i] = NAN;
+  return buf_from(h, n);
+}
+
+static buf buf_copy(const buf *src) {
+  float *h = malloc((src->n ? src->n : 1) * sizeof(float));
+  memcpy(h, src->h, src->n * sizeof(float));
+  return buf_from(h, src->n);
+}
+
+/* Sends the host contents to the device again (after the CPU wrote them). */
+static void buf_resend(buf *b) {
+  if (b->n) mdc_be_upload(gpu, b->d, b->h, b->n * sizeof(float));
+}
+
+static void buf_free(buf *b) {
+  free(b->h);
+  mdc_be_free(gpu, b->base);
+  memset(b, 0, sizeof *b);
+}
+
+/* Compares the device copy with the host (reference) one. */
+static void check_buf(const char *entry, const buf *b, double tol, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void check_buf(const char *entry, const buf *b, double tol, const char *fmt, ...) {
+  char what[256];
+  int len = snprintf(what, sizeof what, "%s ", entry);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what + len, sizeof what - len, fmt, ap);
+  va_end(ap);
+  note(entry, ct_compare(gpu, what, b->d, b->h, b->n, tol), tol);
+}
+
+static void check_value(const char *entry, double got, double ref, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void check_value(const char *entry, double got, double ref, const char *fmt, ...) {
+  char what[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what, sizeof what, fmt, ap);
+  va_end(ap);
+  double e = fabs(got - ref) / (fabs(ref) > 1e-30 ? fabs(ref) : 1e-30);
+  if (got == ref) e = 0;
+  if (isnan(got) || isnan(ref)) e = INFINITY;
+  ct_check(e <= TOL_LOSS, "%s %s: %.17g vs %.17g (relative %.3g)", entry, what, got, ref, e);
+  note(entry, e, TOL_LOSS);
+}
+
+/* ------------------------------------------------------------ shapes */
+
+typedef struct {
+  size_t n;
+  int c;
+} pix_shape;
+
+static const pix_shape SHAPES[] = {{1, 1},    {3, 3},     {1000, 16},  {1000, 33}, {65537, 3},
+                                   {65537, 16}, {3, 1024}, {1000, 1024}, {65537, 33}};
+#define N_SHAPES (sizeof SHAPES / sizeof SHAPES[0])
+
+static const int SIDES[] = {1, 2, 5, 31, 130};
+#define N_SIDES 5
+static const int IMG_C[] = {1, 3, 16, 33};
+#define N_IMG_C 4
+
+/* ------------------------------------------------------------ layernorm */
+
+static void test_layernorm_case(size_t n, int c) {
+  const float eps = 1e-5f;
+  buf x = buf_rand(n * c, 1.0f, 3.0f); /* mean far from 0: tests the two-pass */
+  buf g = buf_rand(c, 1.0f, 0.0f), b = buf_rand(c, 1.0f, 0.0f);
+  buf y = buf_nan(n * c), mean = buf_nan(n), rstd = buf_nan(n), y2 = buf_nan(n * c);
+  cpu->layernorm(cpu, x.h, n, c, g.h, b.h, eps, y.h, mean.h, rstd.h);
+  gpu->layernorm(gpu, x.d, n, c, g.d, b.d, eps, y.d, mean.d, rstd.d);
+  check_buf("layernorm", &y, TOL_EW, "y n=%zu c=%d", n, c);
+  check_buf("layernorm", &mean, TOL_EW, "mean n=%zu c=%d", n, c);
+  check_buf("layernorm", &rstd, TOL_EW, "rstd n=%zu c=%d", n, c);
+  gpu->layernorm(gpu, x.d, n, c, g.d, b.d, eps, y2.d, NULL, NULL);
+  memcpy(y2.h, y.h, n * c * sizeof(float));
+  check_buf("layernorm", &y2, TOL_EW, "y (no stats) n=%zu c=%d", n, c);
+
+  /* backward, from the CPU's statistics on both sides */
+  buf_resend(&mean);
+  buf_resend(&rstd);
+  buf dy = buf_rand(n * c, 1.0f, 0.0f), dx = buf_nan(n * c);
+  buf dg = buf_rand(c, 1.0f, 0.0f), db = buf_rand(c, 1.0f, 0.0f);
+  cpu->layernorm_backward(cpu, x.h, n, c, g.h, mean.h, rstd.h, dy.h, dx.h, dg.h, db.h);
+  gpu->layernorm_backward(gpu, x.d, n, c, g.d, mean.d, rstd.d, dy.d, dx.d, dg.d, db.d);
+  check_buf("layernorm_backward dx", &dx, TOL_EW, "n=%zu c=%d", n, c);
+  check_buf("layernorm_backward dg,db", &dg, TOL_RED, "dg n=%zu c=%d", n, c);
+  check_buf("layernorm_backward dg,db", &db, TOL_RED, "db n=%zu c=%d", n, c);
+  /* dx NULL: parameters only, accumulating again */
+  cpu->layernorm_backward(cpu, x.h, n, c, g.h, mean.h, rstd.h, dy.h, NULL, dg.h, db.h);
+  gpu->layernorm_backward(gpu, x.d, n, c, g.d, mean.d, rstd.d, dy.d, NULL, dg.d, db.d);
+  check_buf("layernorm_backward dg,db", &dg, TOL_RED, "dg (twice, dx NULL) n=%zu c=%d", n, c);
+  check_buf("layernorm_backward dg,db", &db, TOL_RED, "db (twice, dx NULL) n=%zu c=%d", n, c);
+  /* in place (dx = dy) with the parameter gradients read from dy first */
+  cpu->layernorm_backward(cpu, x.h, n, c, g.h, mean.h, rstd.h, dy.h, dy.h, dg.h, NULL);
+  gpu->layernorm_backward(gpu, x.d, n, c, g.d, mean.d, rstd.d, dy.d, dy.d, dg.d, NULL);
+  check_buf("layernorm_backward dx", &dy, TOL_EW, "(dx = dy) n=%zu c=%d", n, c);
+  check_buf("layernorm_backward dg,db", &dg, TOL_RED, "dg (dx = dy) n=%zu c=%d", n, c);
+  buf_free(&x), buf_free(&g), buf_free(&b), buf_free(&y), buf_free(&mean), buf_free(&rstd);
+  buf_free(&y2), buf_free(&dy), buf_free(&dx), buf_free(&dg), buf_free(&db);
+}
+
+static void test_layernorm(void) {
+  for (size_t s = 0; s < N_SHAPES; s++) test_layernorm_case(SHAPES[s].n, SHAPES[s].c);
+  /* the wide-row (block per pixel) kernels */
+  test_layernorm_case(2, 1025);
+  test_layernorm_case(37, 2000);
+  test_layernorm_case(5, 4096);
+  ct_sync_ok(gpu, "layernorm");
+}
+
+/* ------------------------------------------------------------ simplegate */
+
+static void test_simplegate_case(size_t n, int c) {
+  buf x = buf_rand(n * 2 * c, 1.0f, 0.0f), y = buf_nan(n * c);
+  cpu->simplegate(cpu, x.h, n, c, y.h);
+  gpu->simplegate(gpu, x.d, n, c, y.d);
+  check_buf("simplegate", &y, TOL_EW, "n=%zu c=%d shift=%d", n, c, g_shift);
+  buf dy = buf_rand(n * c, 1.0f, 0.0f), dx = buf_nan(n * 2 * c);
+  cpu->simplegate_backward(cpu, x.h, n, c, dy.h, dx.h);
+  gpu->simplegate_backward(gpu, x.d, n, c, dy.d, dx.d);
+  check_buf("simplegate_backward", &dx, TOL_EW, "n=%zu c=%d", n, c);
+  gpu->simplegate_backward(gpu, x.d, n, c, dy.d, NULL); /* nothing to do */
+  buf_free(&x), buf_free(&y), buf_free(&dy), buf_free(&dx);
+}
+
+static void test_simplegate(void) {
+  for (size_t s = 0; s < N_SHAPES; s++) test_simplegate_case(SHAPES[s].n, SHAPES[s].c);
+  g_shift = 1;
+  test_simplegate_case(1000, 16);
+  g_shift = 0;
+  ct_sync_ok(gpu, "simplegate");
+}
+
+/* -------------------------------------------------------- scale_channels */
+
+static void test_scale_channels_case(size_t n, int c, int per_pixel) {
+  size_t sn = per_pixel ? n * c : (size_t)c;
+  double ds_tol = per_pixel ? TOL_EW : TOL_RED;
+  buf x = buf_rand(n * c, 1.0f, 0.0f), s = buf_rand(sn, 1.0f, 0.0f), y = buf_nan(n * c);
+  cpu->scale_channels(cpu, x.h, s.h, per_pixel, n, c, y.h);
+  gpu->scale_channels(gpu, x.d, s.d, per_pixel, n, c, y.d);
+  check_buf("scale_channels", &y, TOL_EW, "n=%zu c=%d per_pixel=%d shift=%d", n, c, per_pixel,
+            g_shift);
+
+  buf dy = buf_rand(n * c, 1.0f, 0.0f), dx = buf_nan(n * c), ds = buf_nan(sn);
+  cpu->scale_channels_backward(cpu, x.h, s.h, per_pixel, n, c, dy.h, dx.h, ds.h);
+  gpu->scale_channels_backward(gpu, x.d, s.d, per_pixel, n, c, dy.d, dx.d, ds.d);
+  check_buf("scale_channels_backward dx", &dx, TOL_EW, "n=%zu c=%d per_pixel=%d", n, c, per_pixel);
+  check_buf(per_pixel ? "scale_channels_backward ds (per pixel)" : "scale_channels_backward ds",
+            &ds, ds_tol, "n=%zu c=%d", n, c);
+  buf dx2 = buf_nan(n * c), ds2 = buf_nan(sn);
+  /* dx only, then ds only */
+  cpu->scale_channels_backward(cpu, x.h, s.h, per_pixel, n, c, dy.h, dx2.h, NULL);
+  gpu->scale_channels_backward(gpu, x.d, s.d, per_pixel, n, c, dy.d, dx2.d, NULL);
+  check_buf("scale_channels_backward dx", &dx2, TOL_EW, "(ds NULL) n=%zu c=%d", n, c);
+  cpu->scale_channels_backward(cpu, x.h, s.h, per_pixel, n, c, dy.h, NULL, ds2.h);
+  gpu->scale_channels_backward(gpu, x.d, s.d, per_pixel, n, c, dy.d, NULL, ds2.d);
+  check_buf(per_pixel ? "scale_channels_backward ds (per pixel)" : "scale_channels_backward ds",
+            &ds2, ds_tol, "(dx NULL) n=%zu c=%d", n, c);
+  /* in place: dx = dy, ds read from dy before it is overwritten */
+  for (size_t i = 0; i < sn; i++) ds2.h[i] = NAN;
+  buf_resend(&ds2);
+  cpu->scale_channels_backward(cpu, x.h, s.h, per_pixel, n, c, dy.h, dy.h, ds2.h);
+  gpu->scale_channels_backward(gpu, x.d, s.d, per_pixel, n, c, dy.d, dy.d, ds2.d);
+  check_buf("scale_channels_backward dx", &dy, TOL_EW, "(dx = dy) n=%zu c=%d", n, c);
+  check_buf(per_pixel ? "scale_channels_backward ds (per pixel)" : "scale_channels_backward ds",
+            &ds2, ds_tol, "(dx = dy) n=%zu c=%d", n, c);
+  buf_free(&x), buf_free(&s), buf_free(&y), buf_free(&dy), buf_free(&dx), buf_free(&ds);
+  buf_free(&dx2), buf_free(&ds2);
+}
+
+static void test_scale_channels(void) {
+  for (int pp = 0; pp < 2; pp++)
+    for (size_t s = 0; s < N_SHAPES; s++) test_scale_channels_case(SHAPES[s].n, SHAPES[s].c, pp);
+  g_shift = 1;
+  test_scale_channels_case(1000, 16, 0);
+  test_scale_channels_case(1000, 16, 1);
+  g_shift = 0;
+  /* n == 0 with per-channel s: ds is still overwritten (with zeros) */
+  buf s = buf_rand(5, 1.0f, 0.0f), ds = buf_nan(5);
+  cpu->scale_channels_backward(cpu, NULL, s.h, 0, 0, 5, NULL, NULL, ds.h);
+  gpu->scale_channels_backward(gpu, NULL, s.d, 0, 0, 5, NULL, NULL, ds.d);
+  check_buf("scale_channels_backward ds", &ds, TOL_EW, "n=0 c=5");
+  buf_free(&s), buf_free(&ds);
+  ct_sync_ok(gpu, "scale_channels");
+}
+
+/* ------------------------------------------------------------ add_scaled */
+
+static void test_add_scaled_case(size_t n, int c, int with_s) {
+  buf a = buf_rand(n * c, 1.0f, 0.0f), b = buf_rand(n * c, 1.0f, 0.0f);
+  buf s = buf_rand(c, 1.0f, 0.0f), y = buf_nan(n * c);
+  const float *sh = with_s ? s.h : NULL, *sd = with_s ? s.d : NULL;
+  cpu->add_scaled(cpu, a.h, b.h, sh, n, c, y.h);
+  gpu->add_scaled(gpu, a.d, b.d, sd, n, c, y.d);
+  check_buf("add_scaled", &y, TOL_EW, "n=%zu c=%d s=%d shift=%d", n, c, with_s, g_shift);
+  /* in place: y = a, then y = b */
+  buf a2 = buf_copy(&a), b2 = buf_copy(&b);
+  cpu->add_scaled(cpu, a2.h, b.h, sh, n, c, a2.h);
+  gpu->add_scaled(gpu, a2.d, b.d, sd, n, c, a2.d);
+  check_buf("add_scaled", &a2, TOL_EW, "(y = a) n=%zu c=%d s=%d", n, c, with_s);
+  cpu->add_scaled(cpu, a.h, b2.h, sh, n, c, b2.h);
+  gpu->add_scaled(gpu, a.d, b2.d, sd, n, c, b2.d);
+  check_buf("add_scaled", &b2, TOL_EW, "(y = b) n=%zu c=%d s=%d", n, c, with_s);
+
+  buf dy = buf_rand(n * c, 1.0f, 0.0f), db = buf_nan(n * c), ds = buf_rand(c, 1.0f, 0.0f);
+  float *dsh = with_s ? ds.h : NULL, *dsd = with_s ? ds.d : NULL;
+  cpu->add_scaled_backward(cpu, b.h, sh, n, c, dy.h, db.h, dsh);
+  gpu->add_scaled_backward(gpu, b.d, sd, n, c, dy.d, db.d, dsd);
+  check_buf("add_scaled_backward db", &db, TOL_EW, "n=%zu c=%d s=%d", n, c, with_s);
+  if (with_s) {
+    check_buf("add_scaled_backward ds", &ds, TOL_RED, "n=%zu c=%d", n, c);
+    /* db NULL: ds accumulates again; then db = dy in place after ds */
+    cpu->add_scaled_backward(cpu, b.h, sh, n, c, dy.h, NULL, dsh);
+    gpu->add_scaled_backward(gpu, b.d, sd, n, c, dy.d, NULL, dsd);
+    check_buf("add_scaled_backward ds", &ds, TOL_RED, "(twice, db NULL) n=%zu c=%d", n, c);
+    cpu->add_scaled_backward(cpu, b.h, sh, n, c, dy.h, dy.h, dsh);
+    gpu->add_scaled_backward(gpu, b.d, sd, n, c, dy.d, dy.d, dsd);
+    check_buf("add_scaled_backward ds", &ds, TOL_RED, "(db = dy) n=%zu c=%d", n, c);
+    check_buf("add_scaled_backward db", &dy, TOL_EW, "(db = dy) n=%zu c=%d", n, c);
+  }
+  buf_free(&a), buf_free(&b), buf_free(&s), buf_free(&y), buf_free(&a2), buf_free(&b2);
+  buf_free(&dy), buf_free(&db), buf_free(&ds);
+}
+
+static void test_add_scaled(void) {
+  for (int ws = 0; ws < 2; ws++)
+    for (size_t s = 0; s < N_SHAPES; s++) test_add_scaled_case(SHAPES[s].n, SHAPES[s].c, ws);
+  g_shift = 1;
+  test_add_scaled_case(1000, 16, 1);
+  g_shift = 0;
+  ct_sync_ok(gpu, "add_scaled");
+}
+
+/* ------------------------------------------------------ pixelshuffle */
+
+static void test_pixelshuffle_case(int h, int w, int c, int with_skip) {
+  size_t n = (size_t)h * w;
+  buf x = buf_rand(n * 4 * c, 1.0f, 0.0f), skip = buf_rand(n * 4 * c, 1.0f, 0.0f);
+  buf y = buf_nan(n * 4 * c);
+  cpu->pixelshuffle_add(cpu, x.h, h, w, c, with_skip ? skip.h : NULL, y.h);
+  gpu->pixelshuffle_add(gpu, x.d, h, w, c, with_skip ? skip.d : NULL, y.d);
+  check_buf("pixelshuffle_add", &y, TOL_EW, "h=%d w=%d c=%d skip=%d shift=%d", h, w, c,
+            with_skip, g_shift);
+  buf dy = buf_rand(n * 4 * c, 1.0f, 0.0f), dx = buf_nan(n * 4 * c);
+  cpu->pixelshuffle_backward(cpu, h, w, c, dy.h, dx.h);
+  gpu->pixelshuffle_backward(gpu, h, w, c, dy.d, dx.d);
+  check_buf("pixelshuffle_backward", &dx, TOL_EW, "h=%d w=%d c=%d shift=%d", h, w, c, g_shift);
+  buf_free(&x), buf_free(&skip), buf_free(&y), buf_free(&dy), buf_free(&dx);
+}
+
+static void test_pixelshuffle(void) {
+  for (int a = 0; a < N_SIDES; a++)
+    for (int b = 0; b < N_SIDES; b++)
+      for (int k = 0; k < N_IMG_C; k++)
+        test_pixelshuffle_case(SIDES[a], SIDES[b], IMG_C[k], (a + b + k) % 2);
+  test_pixelshuffle_case(5, 31, 1024, 1);
+  g_shift = 1;
+  test_pixelshuffle_case(31, 5, 16, 1);
+  test_pixelshuffle_case(2, 130, 3, 0);
+  g_shift = 0;
+  ct_sync_ok(gpu, "pixelshuffle");
+}
+
+/* ------------------------------------------------ small glue entries */
+
+static void test_glue_case(size_t n, int c) {
+  size_t nc = n * c;
+  /* mask_pixels: a 0/1 mask per pixel */
+  buf x = buf_rand(nc, 1.0f, 0.0f), m = buf_rand(n, 1.0f, 0.0f), y = buf_nan(nc);
+  for (size_t i = 0; i < n; i++) m.h[i] = m.h[i] > -0.3f ? 1.0f : 0.0f;
+  buf_resend(&m);
+  cpu->mask_pixels(cpu, x.h, m.h, n, c, y.h);
+  gpu->mask_pixels(gpu, x.d, m.d, n, c, y.d);
+  check_buf("mask_pixels", &y, TOL_EW, "n=%zu c=%d shift=%d", n, c, g_shift);
+
+  /* scale: fresh output, then in place */
+  buf y2 = buf_nan(nc);
+  cpu->scale(cpu, x.h, nc, -1.7f, y2.h);
+  gpu->scale(gpu, x.d, nc, -1.7f, y2.d);
+  check_buf("scale", &y2, TOL_EW, "n=%zu shift=%d", nc, g_shift);
+  cpu->scale(cpu, y2.h, nc, 0.3f, y2.h);
+  gpu->scale(gpu, y2.d, nc, 0.3f, y2.d);
+  check_buf("scale", &y2, TOL_EW, "(y = x) n=%zu", nc);
+
+  /* relu_mask_scale */
+  buf s = buf_rand(c, 1.0f, 0.0f), y3 = buf_nan(nc);
+  cpu->relu_mask_scale(cpu, x.h, s.h, n, c, y3.h);
+  gpu->relu_mask_scale(gpu, x.d, s.d, n, c, y3.d);
+  check_buf("relu_mask_scale", &y3, TOL_EW, "n=%zu c=%d", n, c);
+
+  /* ema_update, twice */
+  buf ema = buf_rand(nc, 1.0f, 0.0f);
+  for (int r = 0; r < 2; r++) {
+    cpu->ema_update(cpu, ema.h, x.h, nc, 0.999f);
+    gpu->ema_update(gpu, ema.d, x.d, nc, 0.999f);
+  }
+  check_buf("ema_update", &ema, TOL_EW, "n=%zu", nc);
+  buf_free(&x), buf_free(&m), buf_free(&y), buf_free(&y2), buf_free(&s), buf_free(&y3);
+  buf_free(&ema);
+}
+
+static void test_glue(void) {
+  for (size_t s = 0; s < N_SHAPES; s++) test_glue_case(SHAPES[s].n, SHAPES[s].c);
+  g_shift = 1;
+  test_glue_case(1000, 16);
+  g_shift = 0;
+  ct_sync_ok(gpu, "glue");
+}
+
+/* ------------------------------------------------------------- pool_mean */
+
+static void test_pool_case(int h, int w, int c, int window) {
+  size_t n = (size_t)h * w;
+  int global = window <= 0 || (window >= h && window >= w);
+  size_t yn = global ? (size_t)c : n * c;
+  buf x = buf_rand(n * c, 1.0f, 0.5f), y = buf_nan(yn);
+  cpu->pool_mean(cpu, x.h, h, w, c, window, y.h);
+  gpu->pool_mean(gpu, x.d, h, w, c, window, y.d);
+  /* global: a mean over up to 17000 pixels (TOL_RED); boxes: a few hundred */
+  check_buf(global ? "pool_mean (global)" : "pool_mean (box)", &y, global ? TOL_RED : TOL_EW,
+            "h=%d w=%d c=%d window=%d", h, w, c, window);
+  buf dy = buf_rand(yn, 1.0f, 0.0f), dx = buf_nan(n * c);
+  cpu->pool_mean_backward(cpu, h, w, c, window, dy.h, dx.h);
+  gpu->pool_mean_backward(gpu, h, w, c, window, dy.d, dx.d);
+  check_buf(global ? "pool_mean_backward (global)" : "pool_mean_backward (box)", &dx, TOL_EW,
+            "h=%d w=%d c=%d window=%d", h, w, c, window);
+  buf_free(&x), buf_free(&y), buf_free(&dy), buf_free(&dx);
+}
+
+static void test_pool(void) {
+  static const int windows[] = {0, 4, 7, 200};
+  for (int a = 0; a < N_SIDES; a++)
+    for (int b = 0; b < N_SIDES; b++)
+      for (int k = 0; k < N_IMG_C; k++)
+        for (int wi = 0; wi < 4; wi++) test_pool_case(SIDES[a], SIDES[b], IMG_C[k], windows[wi]);
+  test_pool_case(31, 130, 1024, 7);
+  test_pool_case(130, 31, 64, 40);
+  test_pool_case(130, 131, 16, 130); /* box spans all rows but not all columns */
+  ct_sync_ok(gpu, "pool_mean");
+}
+
+/* -------------------------------------------------------------- relu_sum */
+
+static void test_relu_sum_case(int h, int w, size_t stride, int c) {
+  size_t len = ((size_t)(h - 1) * stride + w) * c;
+  buf x = buf_rand(len, 1.0f, 0.0f), y = buf_rand(c, 1.0f, 0.0f);
+  cpu->relu_sum(cpu, x.h, h, w, stride, c, y.h);
+  gpu->relu_sum(gpu, x.d, h, w, stride, c, y.d);
+  check_buf("relu_sum", &y, TOL_RED, "h=%d w=%d stride=%zu c=%d", h, w, stride, c);
+  buf_free(&x), buf_free(&y);
+}
+
+static void test_relu_sum(void) {
+  static const int cs[] = {1, 3, 16, 33, 1024};
+  for (int a = 0; a < N_SIDES; a++)
+    for (int b = 0; b < N_SIDES; b++)
+      for (int k = 0; k < 5; k++) {
+        if ((size_t)SIDES[a] * SIDES[b] * cs[k] > 4u << 20) continue;
+        test_relu_sum_case(SIDES[a], SIDES[b], (size_t)SIDES[b] + (a % 2) * 3, cs[k]);
+      }
+  ct_sync_ok(gpu, "relu_sum");
+}
+
+/* ---------------------------------------------------------------- losses */
+
+static void test_losses_case(size_t n) {
+  buf pred = buf_rand(n, 1.0f, 0.0f), target = buf_rand(n, 1.0f, 0.0f);
+  for (size_t i = 3; i < n; i += 7) target.h[i] = pred.h[i]; /* zero differences too */
+  buf_resend(&target);
+  buf grad = buf_nan(n);
+  double ref = cpu->l1_loss(cpu, pred.h, target.h, n, 0.5f, grad.h);
+  double got = gpu->l1_loss(gpu, pred.d, target.d, n, 0.5f, grad.d);
+  check_value("l1_loss", got, ref, "value n=%zu", n);
+  check_buf("l1_loss grad", &grad, TOL_EW, "n=%zu", n);
+  got = gpu->l1_loss(gpu, pred.d, target.d, n, 0.5f, NULL);
+  check_value("l1_loss", got, ref, "value (grad NULL) n=%zu", n);
+
+  buf grad2 = buf_nan(n);
+  ref = cpu->psnr_loss(cpu, pred.h, target.h, n, 2.0f, grad2.h);
+  got = gpu->psnr_loss(gpu, pred.d, target.d, n, 2.0f, grad2.d);
+  check_value("psnr_loss", got, ref, "value n=%zu", n);
+  check_buf("psnr_loss grad", &grad2, TOL_EW, "n=%zu", n);
+  got = gpu->psnr_loss(gpu, pred.d, target.d, n, 2.0f, NULL);
+  check_value("psnr_loss", got, ref, "value (grad NULL) n=%zu", n);
+
+  ref = cpu->sum_squares(cpu, pred.h, n);
+  got = gpu->sum_squares(gpu, pred.d, n);
+  check_value("sum_squares", got, ref, "n=%zu", n);
+  buf_free(&pred), buf_free(&target), buf_free(&grad), buf_free(&grad2);
+}
+
+static void test_losses(void) {
+  static const size_t ns[] = {1, 3, 1000, 65537, 3u << 20};
+  for (int i = 0; i < 5; i++) test_losses_case(ns[i]);
+  check_value("sum_squares", gpu->sum_squares(gpu, NULL, 0), 0.0, "n=0");
+  check_value("l1_loss", gpu->l1_loss(gpu, NULL, NULL, 0, 1.0f, NULL), 0.0, "n=0");
+  ct_sync_ok(gpu, "losses");
+}
+
+/* ----------------------------------------------------------------- adamw */
+
+static void test_adamw_case(size_t n, long first_step) {
+  const float lr = 1e-3f, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f, wd = 0.05f;
+  buf p = buf_rand(n, 1.0f, 0.0f), m = buf_rand(n, 0.1f, 0.0f), v = buf_rand(n, 0.01f, 0.0f);
+  for (size_t i = 0; i < n; i++) {
+    if (first_step == 1) m.h[i] = v.h[i] = 0.0f; /* a fresh optimizer */
+    else v.h[i] = fabsf(v.h[i]);
+  }
+  buf_resend(&m);
+  buf_resend(&v);
+  for (long step = first_step; step < first_step + 3; step++) {
+    buf g = buf_rand(n, step == first_step + 1 ? 1e-3f : 1.0f, 0.0f);
+    cpu->adamw_step(cpu, p.h, g.h, m.h, v.h, n, lr, b1, b2, eps, wd, step);
+    gpu->adamw_step(gpu, p.d, g.d, m.d, v.d, n, lr, b1, b2, eps, wd, step);
+    check_buf("adamw_step", &p, TOL_EW, "param n=%zu step=%ld", n, step);
+    check_buf("adamw_step", &m, TOL_EW, "m n=%zu step=%ld", n, step);
+    check_buf("adamw_step", &v, TOL_EW, "v n=%zu step=%ld", n, step);
+    buf_free(&g);
+  }
+  buf_free(&p), buf_free(&m), buf_free(&v);
+}
+
+static void test_adamw(void) {
+  static const size_t ns[] = {1, 3, 1000, 65537};
+  for (int i = 0; i < 4; i++) {
+    test_adamw_case(ns[i], 1);
+    test_adamw_case(ns[i], 7);
+  }
+  ct_sync_ok(gpu, "adamw_step");
+}
+
+/* ---------------------------------------------------------------- dwconv */
+
+static void test_dwconv_case(int h, int w, int c, int with_bias) {
+  size_t nc = (size_t)h * w * c;
+  buf x = buf_rand(nc, 1.0f, 0.0f), wt = buf_rand(9 * (size_t)c, 1.0f, 0.0f);
+  buf b = buf_rand(c, 1.0f, 0.0f), y = buf_nan(nc);
+  const float *bh = with_bias ? b.h : NULL, *bd = with_bias ? b.d : NULL;
+  cpu->dwconv3x3(cpu, x.h, h, w, c, wt.h, bh, y.h);
+  gpu->dwconv3x3(gpu, x.d, h, w, c, wt.d, bd, y.d);
+  check_buf("dwconv3x3", &y, TOL_EW, "h=%d w=%d c=%d bias=%d shift=%d", h, w, c, with_bias,
+            g_shift);
+
+  buf dy = buf_rand(nc, 1.0f, 0.0f), dx = buf_nan(nc);
+  buf dwt = buf_rand(9 * (size_t)c, 1.0f, 0.0f), db = buf_rand(c, 1.0f, 0.0f);
+  cpu->dwconv3x3_backward(cpu, x.h, h, w, c, wt.h, dy.h, dx.h, dwt.h, db.h);
+  gpu->dwconv3x3_backward(gpu, x.d, h, w, c, wt.d, dy.d, dx.d, dwt.d, db.d);
+  check_buf("dwconv3x3_backward dx", &dx, TOL_EW, "h=%d w=%d c=%d shift=%d", h, w, c, g_shift);
+  check_buf("dwconv3x3_backward dwt,db", &dwt, TOL_RED, "dwt h=%d w=%d c=%d", h, w, c);
+  check_buf("dwconv3x3_backward dwt,db", &db, TOL_RED, "db h=%d w=%d c=%d", h, w, c);
+  /* dx NULL, then only dx */
+  cpu->dwconv3x3_backward(cpu, x.h, h, w, c, wt.h, dy.h, NULL, dwt.h, db.h);
+  gpu->dwconv3x3_backward(gpu, x.d, h, w, c, wt.d, dy.d, NULL, dwt.d, db.d);
+  check_buf("dwconv3x3_backward dwt,db", &dwt, TOL_RED, "dwt (twice, dx NULL) h=%d w=%d c=%d", h,
+            w, c);
+  check_buf("dwconv3x3_backward dwt,db", &db, TOL_RED, "db (twice, dx NULL) h=%d w=%d c=%d", h,
+            w, c);
+  buf dx2 = buf_nan(nc);
+  cpu->dwconv3x3_backward(cpu, x.h, h, w, c, wt.h, dy.h, dx2.h, NULL, NULL);
+  gpu->dwconv3x3_backward(gpu, x.d, h, w, c, wt.d, dy.d, dx2.d, NULL, NULL);
+  check_buf("dwconv3x3_backward dx", &dx2, TOL_EW, "(no dwt, db) h=%d w=%d c=%d", h, w, c);
+  buf_free(&x), buf_free(&wt), buf_free(&b), buf_free(&y), buf_free(&dy), buf_free(&dx);
+  buf_free(&dwt), buf_free(&db), buf_free(&dx2);
+}
+
+static void test_dwconv(void) {
+  for (int a = 0; a < N_SIDES; a++)
+    for (int b = 0; b < N_SIDES; b++)
+      for (int k = 0; k < N_IMG_C; k++)
+        test_dwconv_case(SIDES[a], SIDES[b], IMG_C[k], (a + b + k) % 2);
+  test_dwconv_case(5, 5, 1024, 1);
+  test_dwconv_case(31, 130, 64, 0);
+  test_dwconv_case(130, 130, 64, 1);
+  g_shift = 1;
+  test_dwconv_case(31, 130, 16, 1);
+  g_shift = 0;
+  ct_sync_ok(gpu, "dwconv3x3");
+}
+
+/* ------------------------------------------------------------------ main */
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int main(void) {
+  gpu = ct_backend_or_skip(1);
+  cpu = mdc_backend_cpu_scalar_new(1);
+  if (!cpu) {
+    printf("FAIL: no CPU backend\n");
+    return 1;
+  }
+  printf("device: %s\n", gpu->name);
+  static const struct {
+    const char *name;
+    void (*run)(void);
+  } groups[] = {{"layernorm", test_layernorm},   {"simplegate", test_simplegate},
+                {"scale_channels", test_scale_channels}, {"add_scaled", test_add_scaled},
+                {"pixelshuffle", test_pixelshuffle}, {"glue", test_glue},
+                {"pool_mean", test_pool},        {"relu_sum", test_relu_sum},
+                {"losses", test_losses},         {"adamw", test_adamw},
+                {"dwconv3x3", test_dwconv}};
+  for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
+    double t0 = now();
+    groups[i].run();
+    printf("  %-16s %.2f s\n", groups[i].name, now() - t0);
+    fflush(stdout);
+  }
+  printf("%-42s %-10s %-8s %s\n", "entry", "worst", "tol", "checks");
+  for (int i = 0; i < n_stats; i++)
+    printf("%-42s %-10.3g %-8.0e %d%s\n", stats[i].name, stats[i].worst, stats[i].tol,
+           stats[i].checks, stats[i].worst <= stats[i].tol ? "" : "  FAIL");
+  mdc_backend_free(cpu);
+  mdc_backend_free(gpu);
+  return ct_finish();
+}
