@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the host build dependencies of maskdcpt's core and CLI on
-# Debian/Ubuntu (apt-get), plus clang for the libFuzzer targets and
-# debootstrap for scripts/debian13-root.sh.
+# Debian/Ubuntu (apt-get), plus g++ for the emulated CUDA test
+# (tests/cuda_emu), clang for the libFuzzer targets and debootstrap for
+# scripts/debian13-root.sh.
 #
 # Usage: scripts/setup-deps.sh [--with-python] [--dry-run]
 #   --with-python  also pip-install numpy (used by the development tools)
@@ -22,7 +23,7 @@ for arg in "$@"; do
     case "$arg" in
         --with-python) with_python=1 ;;
         --dry-run) dry_run=1 ;;
-        -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "setup-deps: unknown option '$arg' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -31,14 +32,14 @@ say() { printf 'setup-deps: %s\n' "$*"; }
 die() { printf 'setup-deps: error: %s\n' "$*" >&2; exit 1; }
 
 { command -v dpkg-query && command -v apt-get; } >/dev/null 2>&1 \
-    || die "this script is for Debian/Ubuntu (dpkg + apt-get not found); install the equivalents of: gcc meson ninja pkg-config json-c png jpeg webp (development files), clang, debootstrap"
+    || die "this script is for Debian/Ubuntu (dpkg + apt-get not found); install the equivalents of: gcc g++ meson ninja pkg-config json-c png jpeg webp (development files), clang, debootstrap"
 
 # Distribution: Debian ships libjpeg62-turbo-dev, Ubuntu & others libjpeg-dev.
 os_id=""
 [ -r /etc/os-release ] && os_id=$(. /etc/os-release; echo "${ID:-}")
 if [ "$os_id" = debian ]; then jpeg_pkg=libjpeg62-turbo-dev; else jpeg_pkg=libjpeg-dev; fi
 
-packages=(gcc meson ninja-build pkg-config libjson-c-dev libpng-dev "$jpeg_pkg"
+packages=(gcc g++ meson ninja-build pkg-config libjson-c-dev libpng-dev "$jpeg_pkg"
           libwebp-dev gettext clang debootstrap)
 
 SUDO=()
