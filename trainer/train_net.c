@@ -104,8 +104,8 @@ int tr_net_init(tr_net *t, mdc_net *net, int crop, mdc_backend *be, char *msg, s
     float *params = alloc_floats(be, t->num_params);
     ok = params && mdc_net_rebase(&t->host, params, &t->net, NULL) == MASKDCPT_OK;
     if (ok) {
+      /* t->net does not own params: tr_net_free releases them through be */
       mdc_be_upload(be, params, t->host.storage, t->num_params * sizeof(float));
-      t->net.external_storage = 0; /* tr_net_free releases it through the backend */
       ok = (t->head_mirror = malloc(head_span(&t->host) * sizeof(float) + 1)) != NULL;
     } else {
       mdc_be_free(be, params);
@@ -190,7 +190,6 @@ void tr_net_free(tr_net *t) {
     mdc_be_free(be, t->mixed.mixed);
     t->mixed.mixed = NULL;
     mdc_be_free(be, t->net.storage);
-    t->net.external_storage = 1;
     mdc_net_clear(&t->host);
   }
   mdc_net_cond_clear(&t->mixed);
