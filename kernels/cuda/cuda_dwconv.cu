@@ -9,24 +9,12 @@
  * values instead of 9. */
 #include <stdint.h>
 
-#include "cuda_internal.h"
+#include "cuda_kernels.cuh"
 
-#define THREADS 256
 #define FWD_ROWS 8     /* output rows per thread, forward / dx */
 #define WG_ROWS 16     /* output rows per work item, weight gradients */
 #define WG_PIX 8       /* work items per block at once (blockDim.y) */
 #define WG_TARGET_BLOCKS 1024
-
-#define GRID_STRIDE(j, total)                                                  \
-  for (size_t j = (size_t)blockIdx.x * blockDim.x + threadIdx.x; j < (total); \
-       j += (size_t)blockDim.x * gridDim.x)
-
-static mdc_cuda_ctx *live_ctx(mdc_backend *be) {
-  mdc_cuda_ctx *ctx = mdc_cuda_ctx_of(be);
-  return ctx->failed ? NULL : ctx;
-}
-
-static bool aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 
 /* ------------------------------------------------------ device helpers */
 
