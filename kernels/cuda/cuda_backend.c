@@ -75,6 +75,23 @@ static int is_no_memory(cudaError_t e) {
   return e == cudaErrorMemoryAllocation || e == cudaErrorInvalidValue;
 }
 
+/* cudaMalloc on our device.  Out of memory returns NULL without
+ * recording a failure (callers retry smaller); any other error is
+ * recorded as "<what> of <bytes> bytes: ...". */
+static void *device_malloc(mdc_backend *be, size_t bytes, const char *what) {
+  char msg[96];
+  snprintf(msg, sizeof msg, "%s of %zu bytes: cudaSetDevice", what, bytes);
+  if (use_device(be, msg)) return NULL;
+  void *p = NULL;
+  cudaError_t e = cudaMalloc(&p, bytes);
+  if (is_no_memory(e)) {
+    (void)cudaGetLastError();
+    return NULL;
+  }
+  snprintf(msg, sizeof msg, "%s of %zu bytes: cudaMalloc", what, bytes);
+  return mdc_cuda_check(be, e, msg) ? NULL : p;
+}
+
 void *mdc_cuda_workspace_try(mdc_backend *be, size_t bytes) {
   mdc_cuda_ctx *ctx = mdc_cuda_ctx_of(be);
   if (ctx->failed) return NULL;
@@ -90,16 +107,8 @@ void *mdc_cuda_workspace_try(mdc_backend *be, size_t bytes) {
     ctx->workspace = NULL;
     ctx->workspace_size = 0;
   }
-  if (use_device(be, "workspace: cudaSetDevice")) return NULL;
-  void *p = NULL;
-  cudaError_t e = cudaMalloc(&p, rounded);
-  if (is_no_memory(e)) {
-    (void)cudaGetLastError();
-    return NULL;
-  }
-  char what[96];
-  snprintf(what, sizeof what, "workspace: cudaMalloc of %zu bytes", rounded);
-  if (mdc_cuda_check(be, e, what)) return NULL;
+  void *p = device_malloc(be, rounded, "workspace");
+  if (!p) return NULL;
   ctx->workspace = p;
   ctx->workspace_size = rounded;
   return p;
@@ -119,17 +128,9 @@ static void *cuda_mem_alloc(mdc_backend *be, size_t bytes) {
   if (bytes == 0) bytes = 1;
   if (bytes > SIZE_MAX - 255) return NULL;
   size_t rounded = (bytes + 255) & ~(size_t)255;
-  if (use_device(be, "mem_alloc: cudaSetDevice")) return NULL;
-  void *p = NULL;
-  cudaError_t e = cudaMalloc(&p, rounded);
-  if (is_no_memory(e)) {
-    /* Not a failure of the backend: callers retry with smaller tiles. */
-    (void)cudaGetLastError();
-    return NULL;
-  }
+  void *p = device_malloc(be, rounded, "mem_alloc"); /* NULL: callers retry smaller tiles */
+  if (!p) return NULL;
   char what[96];
-  snprintf(what, sizeof what, "mem_alloc of %zu bytes: cudaMalloc", bytes);
-  if (mdc_cuda_check(be, e, what)) return NULL;
   snprintf(what, sizeof what, "mem_alloc of %zu bytes: cudaMemsetAsync", bytes);
   if (mdc_cuda_check(be, cudaMemsetAsync(p, 0, rounded, ctx->stream), what)) {
     cudaFree(p);
