@@ -18,23 +18,6 @@ static double now_seconds(void) {
   return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
-/* ---------------------------------------------------------- networks */
-
-static void default_arch(mdc_arch *a, int width) {
-  memset(a, 0, sizeof *a);
-  a->width = width;
-  a->levels = 4;
-  int enc[4] = {1, 1, 1, 2}, dec[4] = {1, 1, 1, 1};
-  memcpy(a->enc_blocks, enc, sizeof enc);
-  memcpy(a->dec_blocks, dec, sizeof dec);
-  a->middle_blocks = 2;
-  a->num_classes = 12;
-  for (int i = 0; i < a->num_classes; i++) snprintf(a->class_names[i], MDC_MAX_CLASS_NAME, "c%d", i);
-  a->cls_hidden = 64;
-  a->sca_window = 384;
-  a->norm_eps = 1e-6f;
-}
-
 /* Seconds for one forced-class restore of an n x n image (best of reps,
  * after one warm-up), host-to-device and back included.  tile: the tile
  * edge (n: one tile, measuring the network rather than the tiling). */
@@ -117,7 +100,7 @@ static void bench_blocks(int threads, int n, double peak) {
     int c = widths[i];
     mdc_weights w;
     mdc_arch a;
-    default_arch(&a, c);
+    mdc_arch_benchmark(&a, c);
     a.levels = 1, a.enc_blocks[0] = 1, a.middle_blocks = 0, a.dec_blocks[0] = 0;
     if (mdc_weights_init_random(&w, &a, 7, 0.5f, NULL) != MASKDCPT_OK) continue;
     mdc_nafblock_params p = {c,
@@ -222,7 +205,7 @@ int cli_bench(int argc, char **argv) {
       }
       p = *end == ',' ? end + 1 : end;
       mdc_arch a;
-      default_arch(&a, (int)wd);
+      mdc_arch_benchmark(&a, (int)wd);
       mdc_weights w;
       if (mdc_weights_init_random(&w, &a, 1, 0.5f, NULL) == MASKDCPT_OK) {
         char path[] = "/tmp/maskdcpt-bench-XXXXXX";

@@ -540,3 +540,18 @@ char *mdc_arch_classes_to_json(const mdc_arch *a) {
   }
   return json_take_string(arr);
 }
+
+void mdc_arch_benchmark(mdc_arch *a, int width) {
+  memset(a, 0, sizeof *a);
+  a->width = width;
+  a->levels = 4;
+  int enc[4] = {1, 1, 1, 2}, dec[4] = {1, 1, 1, 1};
+  memcpy(a->enc_blocks, enc, sizeof enc);
+  memcpy(a->dec_blocks, dec, sizeof dec);
+  a->middle_blocks = 2;
+  a->num_classes = 12;
+  for (int i = 0; i < a->num_classes; i++) snprintf(a->class_names[i], MDC_MAX_CLASS_NAME, "c%d", i);
+  a->cls_hidden = 64;
+  a->sca_window = 384;
+  a->norm_eps = 1e-6f;
+}

@@ -86,6 +86,12 @@ int mdc_arch_tensor_index(const mdc_arch *arch, const char *name);
 int64_t mdc_arch_num_params(const mdc_arch *arch);
 /* Multiply-adds per input pixel of the restoration path (backbone). */
 double mdc_arch_macs_per_pixel(const mdc_arch *arch);
+
+/* The network the benchmarks time (`maskdcpt bench`, `maskdcpt-train
+ * bench`): 4 levels, blocks 1,1,1,2 / 2 / 1,1,1,1, classifier 64, 12
+ * classes named c0..c11, attention window 384 (the global mean at
+ * training crops up to 384). */
+void mdc_arch_benchmark(mdc_arch *arch, int width);
 /* Channels at a level. */
 static inline int mdc_arch_channels(const mdc_arch *arch, int level) {
   return arch->width << level;

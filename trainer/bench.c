@@ -26,21 +26,6 @@ static const char *bench_usage =
     "Times training steps of a random network (blocks 1,1,1,2 / 2 / 1,1,1,1,\n"
     "12 classes) on random crops: median step time after 3 warm-up steps.\n";
 
-static void bench_arch(mdc_arch *a, int width) {
-  memset(a, 0, sizeof *a);
-  a->width = width;
-  a->levels = 4;
-  int enc[4] = {1, 1, 1, 2}, dec[4] = {1, 1, 1, 1};
-  memcpy(a->enc_blocks, enc, sizeof enc);
-  memcpy(a->dec_blocks, dec, sizeof dec);
-  a->middle_blocks = 2;
-  a->num_classes = 12;
-  for (int i = 0; i < a->num_classes; i++) snprintf(a->class_names[i], MDC_MAX_CLASS_NAME, "c%d", i);
-  a->cls_hidden = 64;
-  a->sca_window = 384;
-  a->norm_eps = 1e-6f;
-}
-
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -83,7 +68,7 @@ int tr_bench_main(int argc, char **argv) {
   }
   if (!be) be = mdc_backend_cpu_best_new(threads);
   mdc_arch a;
-  bench_arch(&a, width);
+  mdc_arch_benchmark(&a, width);
   mdc_weights w;
   mdc_net net;
   tr_net t;
