@@ -155,13 +155,6 @@ void maskdcpt_context_free(maskdcpt_context *ctx) {
   free(ctx);
 }
 
-/* MASKDCPT_CUDA_STRICT=1: no TF32 (results within float rounding of the
- * CPU's; for tests and comparisons). */
-static int cuda_strict(void) {
-  const char *s = getenv("MASKDCPT_CUDA_STRICT");
-  return s && *s && strcmp(s, "0") != 0;
-}
-
 maskdcpt_status maskdcpt_context_set_device(maskdcpt_context *ctx, maskdcpt_device device,
                                             maskdcpt_error *err) {
   if (!ctx) return mdc_set_error(err, MASKDCPT_ERROR_INVALID_ARGUMENT, "set_device: NULL context");
@@ -179,7 +172,7 @@ maskdcpt_status maskdcpt_context_set_device(maskdcpt_context *ctx, maskdcpt_devi
   }
   if (!ctx->cuda) {
     char msg[256];
-    ctx->cuda = mdc_backend_cuda_new(0, cuda_strict(), msg, sizeof msg);
+    ctx->cuda = mdc_backend_cuda_new(0, mdc_cuda_strict_requested(), msg, sizeof msg);
     if (!ctx->cuda) {
       if (device == MASKDCPT_DEVICE_CUDA)
         return mdc_set_error(err, MASKDCPT_ERROR_DEVICE, "CUDA requested, but %s", msg);

@@ -208,6 +208,8 @@ static inline void mdc_backend_free(mdc_backend *be) {
  * tensor cores with fp32 accumulation.  NULL with the reason in msg (no
  * module, no driver, no device, too old a device, out of memory). */
 mdc_backend *mdc_backend_cuda_new(int device, int strict_fp32, char *msg, size_t msg_size);
+/* MASKDCPT_CUDA_STRICT set and not "0": callers ask for strict_fp32. */
+int mdc_cuda_strict_requested(void);
 /* The module's entry point, resolved by mdc_backend_cuda_new. */
 typedef mdc_backend *(*mdc_backend_cuda_new_fn)(int device, int strict_fp32, char *msg,
                                                 size_t msg_size);

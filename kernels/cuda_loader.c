@@ -7,12 +7,18 @@
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend.h"
 
 #ifndef MDC_CUDA_MODULE_PATH
 #define MDC_CUDA_MODULE_PATH ""
 #endif
+
+int mdc_cuda_strict_requested(void) {
+  const char *s = getenv("MASKDCPT_CUDA_STRICT");
+  return s && *s && strcmp(s, "0") != 0;
+}
 
 mdc_backend *mdc_backend_cuda_new(int device, int strict_fp32, char *msg, size_t msg_size) {
 #ifndef MDC_HAVE_CUDA_MODULE

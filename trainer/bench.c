@@ -57,16 +57,9 @@ int tr_bench_main(int argc, char **argv) {
     return 2;
   }
   char msg[512];
-  mdc_backend *be = NULL;
-  if (strcmp(device, "cpu") != 0) {
-    const char *strict = getenv("MASKDCPT_CUDA_STRICT");
-    be = mdc_backend_cuda_new(0, strict && *strict && strcmp(strict, "0"), msg, sizeof msg);
-    if (!be && !strcmp(device, "cuda")) {
-      fprintf(stderr, "maskdcpt-train bench: --device cuda: %s\n", msg);
-      return 1;
-    }
-  }
-  if (!be) be = mdc_backend_cpu_best_new(threads);
+  mdc_backend *be = tr_backend_new(device, threads, msg, sizeof msg);
+  if (msg[0]) fprintf(stderr, "maskdcpt-train bench: %s\n", msg);
+  if (!be) return 1;
   mdc_arch a;
   mdc_arch_benchmark(&a, width);
   mdc_weights w;

@@ -261,16 +261,9 @@ static void draw_mask(unsigned char *mask, int patches, double ratio, uint64_t s
  * best CPU one. */
 static mdc_backend *make_backend(const settings *s) {
   char msg[512];
-  if (strcmp(s->device, "cpu") != 0) {
-    const char *strict = getenv("MASKDCPT_CUDA_STRICT");
-    mdc_backend *be = mdc_backend_cuda_new(0, strict && *strict && strcmp(strict, "0"), msg,
-                                           sizeof msg);
-    if (be) return be;
-    if (!strcmp(s->device, "cuda")) die("--device cuda: %s", msg);
-    fprintf(stderr, "maskdcpt-train: using the CPU: %s\n", msg);
-  }
-  mdc_backend *be = mdc_backend_cpu_best_new(s->threads);
-  if (!be || !be->conv1x1_backward) die("%s", "no CPU backend with backward passes");
+  mdc_backend *be = tr_backend_new(s->device, s->threads, msg, sizeof msg);
+  if (!be) die("%s", msg);
+  if (msg[0]) fprintf(stderr, "maskdcpt-train: %s\n", msg);
   return be;
 }
 

@@ -18,6 +18,23 @@ struct tr_block_cache {
   float vis_scale; /* pixels / visible pixels: the attention mean over visible ones */
 };
 
+mdc_backend *tr_backend_new(const char *device, int threads, char *msg, size_t msg_size) {
+  char why[400] = "";
+  msg[0] = '\0';
+  if (strcmp(device, "cpu") != 0) {
+    mdc_backend *be = mdc_backend_cuda_new(0, mdc_cuda_strict_requested(), why, sizeof why);
+    if (be) return be;
+    if (!strcmp(device, "cuda")) {
+      snprintf(msg, msg_size, "--device cuda: %s", why);
+      return NULL;
+    }
+    snprintf(msg, msg_size, "using the CPU: %s", why);
+  }
+  mdc_backend *be = mdc_backend_cpu_best_new(threads);
+  if (!be) snprintf(msg, msg_size, "could not start the CPU backend");
+  return be;
+}
+
 /* ------------------------------------------------------------- memory */
 
 static float *alloc_floats(mdc_backend *be, size_t n) {

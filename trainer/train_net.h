@@ -65,6 +65,12 @@ typedef struct tr_net {
   float *d_a, *d_b, *d_c, *d_d, *d_e, *d_f, *d_skip[MDC_MAX_LEVELS];
 } tr_net;
 
+/* The backend for --device auto|cpu|cuda (MASKDCPT_CUDA_STRICT=1: no
+ * TF32).  auto falls back to the best CPU backend and then says why in
+ * msg ("using the CPU: ..."); msg is empty otherwise.  NULL with the reason
+ * in msg when cuda fails or no CPU backend starts. */
+mdc_backend *tr_backend_new(const char *device, int threads, char *msg, size_t msg_size);
+
 /* Takes over `net` (host; its storage becomes the trained parameters, on
  * a device backend copied to the device) and plans activations for crops
  * of crop x crop (a multiple of 2^levels) in `be`'s memory.  0, or -1
