@@ -26,7 +26,7 @@ run() { # name, command...
   local name=$1; shift
   echo "== $name: $*"
   local t0=$(date +%s%N)
-  "$@" >"$out/$name.log" 2>&1
+  timeout ${GPU_CHECK_TIMEOUT:-240} "$@" >"$out/$name.log" 2>&1
   local rc=$?
   echo "   rc $rc, $(( ($(date +%s%N) - t0) / 1000000 )) ms; last lines:"
   tail -n 8 "$out/$name.log" | sed 's/^/   /'
@@ -35,10 +35,6 @@ run() { # name, command...
 run test_cuda_ops $kit/bin/test_cuda_ops
 run test_cuda $kit/bin/test_cuda
 run test_cuda_net $kit/bin/test_cuda_net data/default.safetensors
-if [ -z "$quick" ] && command -v compute-sanitizer >/dev/null; then
-  run memcheck_ops compute-sanitizer --tool memcheck --leak-check full --error-exitcode 3 $kit/bin/test_cuda_ops
-  run memcheck_net compute-sanitizer --tool memcheck --error-exitcode 3 $kit/bin/test_cuda_net
-fi
 
 # Benchmarks: the same random width-32 network for both sides.
 $kit/bin/maskdcpt init "$out/w32.safetensors" --width 32 >/dev/null 2>&1 ||
@@ -63,4 +59,9 @@ if [ -z "$quick" ]; then
     --steps 20 --device cuda --no-tf32
 fi
 rm -f "$out/w32.safetensors"
+# Last: memcheck is slow, and the figures above matter more if time runs out.
+if [ -z "$quick" ] && command -v compute-sanitizer >/dev/null; then
+  run memcheck_ops compute-sanitizer --tool memcheck --leak-check full --error-exitcode 3 $kit/bin/test_cuda_ops
+  run memcheck_net compute-sanitizer --tool memcheck --error-exitcode 3 $kit/bin/test_cuda_net
+fi
 exit $status

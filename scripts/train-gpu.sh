@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# train-gpu.sh DATA OUTDIR STAGE [SECONDS] - the recipe of the width-32
+# ("quality") weights on an NVIDIA GPU: two stages of maskdcpt-train in
+# fine-tuning mode (restoration + classification, the decoder conditioned on
+# the true class or on the classifier's own guess), 256 px crops, batch 16,
+# NAFNet's PSNR loss, classification weight 1.0, attention window 384 px:
+#   stage 1: 4000 steps from a random start, lr 1e-3, seed 21
+#   stage 2: 4500 more from stage 1's export, lr 3e-4, warm-up 200, seed 22
+# Both export float16 EMA weights (OUTDIR/stageN/weights.safetensors, 14 MB),
+# which record the settings, the data manifest's hash and the validation
+# figures.  A stage that finds its checkpoint resumes; with SECONDS it is
+# interrupted (SIGINT: checkpoint and export written) after that long, so a
+# stage can be split over several calls of at most 10 minutes.
+#
+# Runs from the repository root with gpu-kit/ (scripts/gpu-kit.sh) and the
+# photos (scripts/pack-training-data.sh makes the compact copy gpu-data/).
+set -uo pipefail
+data=${1:?usage: train-gpu.sh DATA OUTDIR STAGE [SECONDS]}
+out=${2:?}
+stage=${3:?}
+seconds=${4:-0}
+kit=$PWD/gpu-kit
+libdirs=$(find / -xdev \( -name 'libcudnn.so.9' -o -name 'libcublas.so.13' -o -name 'libcudart.so.13' \) \
+            -printf '%h\n' 2>/dev/null | sort -u | tr '\n' ':')
+export LD_LIBRARY_PATH=$kit/lib:$libdirs${LD_LIBRARY_PATH:-}
+export MASKDCPT_CUDA_MODULE=$kit/lib/libmaskdcpt-cuda.so
+threads=$(( $(nproc) > 3 ? $(nproc) - 2 : 1 ))
+
+arch=(--width 32 --window 384 --crop 256)
+common=(--mode finetune --batch 16 --loss psnr
+        --cls-weight 1.0 --checkpoint-every 500 --device cuda --loader-threads $threads --fp16)
+case $stage in
+  1) opts=(--steps 4000 --lr 1e-3 --seed 21) ;;
+  2) opts=(--init "$out/stage1/weights.safetensors" --steps 4500 --lr 3e-4 --warmup 200 --seed 22) ;;
+  fast) arch=(--crop 192); opts=(--init data/default.safetensors --steps 4500 --lr 3e-4
+        --warmup 200 --seed 23) ;;
+  *) echo "train-gpu.sh: no stage $stage" >&2; exit 2 ;;
+esac
+dir=$out/stage$stage
+mkdir -p "$dir"
+resume=()
+[ -f "$dir/checkpoint.bin" ] && resume=(--resume)
+limit=()
+[ "$seconds" -gt 0 ] && limit=(timeout -s INT "$seconds")
+"${limit[@]}" "$kit/bin/maskdcpt-train" "$data" "$dir" "${arch[@]}" "${common[@]}" "${opts[@]}" "${resume[@]}" \
+  2>&1 | tee -a "$dir/train.log" | tail -n 20
+rc=${PIPESTATUS[0]}
+tail -n 3 "$dir/log.csv"
+exit $rc
