@@ -163,10 +163,11 @@ struct mdc_backend {
   /* y[n][c] = x[n][c] > 0 ? s[c] : 0 (ReLU's backward of a mean). */
   void (*relu_mask_scale)(mdc_backend *be, const float *x, const float *s, size_t n, int c,
                           float *y);
-  /* NAFNet's PSNR loss, 10 log10(MSE + 1e-8); contract as l1_loss, the
-   * gradient is scale * d loss / d pred. */
+  /* NAFNet's PSNR loss, 10 log10(MSE + eps) (NAFNet: eps 1e-8; a larger
+   * eps caps the weight of crops already restored better than eps);
+   * contract as l1_loss, the gradient is scale * d loss / d pred. */
   double (*psnr_loss)(mdc_backend *be, const float *pred, const float *target, size_t n,
-                      float scale, float *grad);
+                      double eps, float scale, float *grad);
   /* sum of x[i]^2 (the gradient norm), accumulated in double or better. */
   double (*sum_squares)(mdc_backend *be, const float *x, size_t n);
   /* ema = decay * ema + (1 - decay) * param */

@@ -6,7 +6,11 @@
 # NAFNet's PSNR loss, classification weight 1.0, attention window 384 px:
 #   stage 1: 4000 steps from a random start, lr 1e-3, seed 21
 #   stage 2: 4500 more from stage 1's export, lr 3e-4, warm-up 200, seed 22
-# Both export float16 EMA weights (OUTDIR/stageN/weights.safetensors, 14 MB),
+# and the width-16 ("fast") weights, data/default.safetensors:
+#   fast:    4500 steps from the CPU recipe's weights (scripts/train-default.sh,
+#            $FAST_INIT, default build/train-default/stage2/weights.safetensors)
+#            on 192 px crops (its attention window), lr 3e-4, warm-up 200, seed 23
+# All export float16 EMA weights (OUTDIR/stageN/weights.safetensors, 14 MB),
 # which record the settings, the data manifest's hash and the validation
 # figures.  A stage that finds its checkpoint resumes; with SECONDS it is
 # interrupted (SIGINT: checkpoint and export written) after that long, so a
@@ -32,7 +36,8 @@ common=(--mode finetune --batch 16 --loss psnr
 case $stage in
   1) opts=(--steps 4000 --lr 1e-3 --seed 21) ;;
   2) opts=(--init "$out/stage1/weights.safetensors" --steps 4500 --lr 3e-4 --warmup 200 --seed 22) ;;
-  fast) arch=(--crop 192); opts=(--init data/default.safetensors --steps 4500 --lr 3e-4
+  fast) arch=(--crop 192)
+        opts=(--init "${FAST_INIT:-build/train-default/stage2/weights.safetensors}" --steps 4500 --lr 3e-4
         --warmup 200 --seed 23) ;;
   *) echo "train-gpu.sh: no stage $stage" >&2; exit 2 ;;
 esac

@@ -234,7 +234,7 @@ static void check_training(int masked) {
     tr_net_forward(&t[k], be[k], in, masked ? mask : NULL, cond, 1);
     outs[k] = malloc(px * sizeof(float));
     memcpy(outs[k], tr_net_output(&t[k]), px * sizeof(float));
-    loss[k] = tr_net_restoration_loss(&t[k], clean, 1, 1.0f);
+    loss[k] = tr_net_restoration_loss(&t[k], clean, 1, 1e-8, 1.0f);
     for (int q = 0; q < 4; q++) dlog[k][q] = 0.1 * (q + 1) - 0.25;
     tr_net_backward(&t[k], be[k], t[k].d_out, dlog[k]);
     grads[k] = malloc(np * sizeof(float));

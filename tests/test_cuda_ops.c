@@ -485,12 +485,16 @@ static void test_losses_case(size_t n) {
   check_value("l1_loss", got, ref, "value (grad NULL) n=%zu", n);
 
   buf grad2 = buf_nan(n);
-  ref = cpu->psnr_loss(cpu, pred.h, target.h, n, 2.0f, grad2.h);
-  got = gpu->psnr_loss(gpu, pred.d, target.d, n, 2.0f, grad2.d);
-  check_value("psnr_loss", got, ref, "value n=%zu", n);
-  check_buf("psnr_loss grad", &grad2, TOL_EW, "n=%zu", n);
-  got = gpu->psnr_loss(gpu, pred.d, target.d, n, 2.0f, NULL);
-  check_value("psnr_loss", got, ref, "value (grad NULL) n=%zu", n);
+  /* NAFNet's eps and one as large as the random inputs' MSE */
+  static const double eps[] = {1e-8, 0.5};
+  for (int e = 0; e < 2; e++) {
+    ref = cpu->psnr_loss(cpu, pred.h, target.h, n, eps[e], 2.0f, grad2.h);
+    got = gpu->psnr_loss(gpu, pred.d, target.d, n, eps[e], 2.0f, grad2.d);
+    check_value("psnr_loss", got, ref, "value n=%zu eps %g", n, eps[e]);
+    check_buf("psnr_loss grad", &grad2, TOL_EW, "n=%zu eps %g", n, eps[e]);
+    got = gpu->psnr_loss(gpu, pred.d, target.d, n, eps[e], 2.0f, NULL);
+    check_value("psnr_loss", got, ref, "value (grad NULL) n=%zu eps %g", n, eps[e]);
+  }
 
   ref = cpu->sum_squares(cpu, pred.h, n);
   got = gpu->sum_squares(gpu, pred.d, n);

@@ -253,10 +253,10 @@ static double c_l1_loss(mdc_backend *be, const float *pred, const float *target,
   return r;
 }
 static double c_psnr_loss(mdc_backend *be, const float *pred, const float *target, size_t n,
-                          float scale, float *grad) {
+                          double eps, float scale, float *grad) {
   (void)be, DEV(pred), DEV(target), DEV(grad);
   double r;
-  WRAP(r = inner->psnr_loss(inner, pred, target, n, scale, grad));
+  WRAP(r = inner->psnr_loss(inner, pred, target, n, eps, scale, grad));
   return r;
 }
 static void c_adamw_step(mdc_backend *be, float *param, const float *grad, float *m, float *v,
@@ -478,7 +478,7 @@ static void check_training(int masked) {
     tr_net_forward(&t[k], be[k], in, masked ? mask : NULL, k == 0 ? cond : cond, 1);
     out[k] = malloc(px * 4);
     memcpy(out[k], tr_net_output(&t[k]), px * 4);
-    loss[k] = tr_net_restoration_loss(&t[k], clean, masked, 1.0f);
+    loss[k] = tr_net_restoration_loss(&t[k], clean, masked, 1e-8, 1.0f);
     tr_net_backward(&t[k], be[k], t[k].d_out, dlog);
     grad[k] = malloc(np * 4);
     tr_net_download(&t[k], grad[k], t[k].grad, np);

@@ -239,7 +239,7 @@ static void check_overfit(void) {
     tr_net_zero_grad(&t);
     tr_net_forward(&t, be, deg, NULL, onehot, 1);
     double dlog[4];
-    l1 = tr_net_restoration_loss(&t, clean, 0, 1.0f);
+    l1 = tr_net_restoration_loss(&t, clean, 0, 0.0, 1.0f);
     focal = tr_focal_loss(t.logits, 4, 1, 2.0, 1.0, dlog);
     tr_net_backward(&t, be, t.d_out, dlog);
     tr_clip_grad_norm(be, t.grad, t.num_params, 1.0);

@@ -98,7 +98,7 @@ int tr_bench_main(int argc, char **argv) {
       onehot[b % k] = 1.0f;
       double dlog[MDC_MAX_CLASSES];
       tr_net_forward(&t, be, deg, NULL, onehot, 1);
-      tr_net_restoration_loss(&t, clean, 1, 1.0f / batch);
+      tr_net_restoration_loss(&t, clean, 1, 1e-8, 1.0f / batch);
       tr_focal_loss(t.logits, k, b % k, 2.0, 1.0 / batch, dlog);
       tr_net_backward(&t, be, t.d_out, dlog);
     }

@@ -33,7 +33,7 @@ typedef struct settings {
   mdc_arch arch;
   int crop, batch, threads, loader_threads;
   long steps, warmup, checkpoint_every, log_every;
-  double lr, wd, clip, ema, focal_gamma, cls_weight, mask_ratio, val_fraction;
+  double lr, wd, clip, ema, focal_gamma, cls_weight, mask_ratio, val_fraction, psnr_cap;
   long seed;
   int resume, fp16, psnr_loss;
   const char *device; /* auto, cpu or cuda; not part of the run's identity */
@@ -89,6 +89,9 @@ static const char *usage =
     "                      min(X, (1+step)/(10+step)))\n"
     "  --loss L            restoration loss: l1 (default) or psnr (NAFNet's\n"
     "                      10 log10(MSE) per crop, i.e. minus its PSNR)\n"
+    "  --psnr-cap DB       with --loss psnr: 10 log10(MSE + 10^(-DB/10)), so crops\n"
+    "                      restored better than DB weigh no more than those at DB\n"
+    "                      (default 80: NAFNet's 1e-8)\n"
     "  --fp16              export the weights as float16\n"
     "  --focal-gamma X     focal loss gamma (2; 0 = cross-entropy)\n"
     "  --cls-weight X      weight of the classification loss (0.1)\n"
@@ -125,7 +128,7 @@ static void parse_args(int argc, char **argv, settings *s) {
       {"mask-ratio", 1, 0, 'r'}, {"seed", 1, 0, 'S'},    {"threads", 1, 0, 'j'},
       {"checkpoint-every", 1, 0, 'K'}, {"resume", 0, 0, 'R'}, {"help", 0, 0, 'h'},
       {"loader-threads", 1, 0, 'L'}, {"loss", 1, 0, 'o'}, {"fp16", 0, 0, 'F'},
-      {"device", 1, 0, 'D'},
+      {"device", 1, 0, 'D'},   {"psnr-cap", 1, 0, 'Q'},
       {0, 0, 0, 0}};
   memset(s, 0, sizeof *s);
   s->mode = MODE_MASKDCPT;
@@ -140,7 +143,7 @@ static void parse_args(int argc, char **argv, settings *s) {
   s->loader_threads = 1;
   s->device = "auto";
   s->log_every = 10;
-  s->lr = 1e-3, s->clip = 1.0, s->ema = 0.999, s->focal_gamma = 2.0, s->cls_weight = 0.1;
+  s->lr = 1e-3, s->psnr_cap = 80, s->clip = 1.0, s->ema = 0.999, s->focal_gamma = 2.0, s->cls_weight = 0.1;
   s->mask_ratio = 0.5, s->val_fraction = TR_VAL_FRACTION, s->seed = 1;
   int c;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -183,6 +186,7 @@ static void parse_args(int argc, char **argv, settings *s) {
       s->psnr_loss = !strcmp(optarg, "psnr");
       break;
     case 'F': s->fp16 = 1; break;
+    case 'Q': s->psnr_cap = atof(optarg); break;
     case 'D':
       if (strcmp(optarg, "auto") && strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
         die("--device: auto, cpu or cuda, not '%s'", optarg);
@@ -200,9 +204,8 @@ static void parse_args(int argc, char **argv, settings *s) {
   s->out = argv[optind + 1];
   if (s->warmup < 0) s->warmup = s->steps / 20;
   if (s->batch < 1 || s->steps < 1 || s->crop < 16 || !(s->lr > 0) || s->mask_ratio < 0 ||
-      s->loader_threads < 1 ||
-      s->mask_ratio >= 1)
-    die("%s", "bad --batch, --steps, --crop, --lr or --mask-ratio");
+      s->loader_threads < 1 || s->mask_ratio >= 1 || !(s->psnr_cap > 0 && s->psnr_cap <= 120))
+    die("%s", "bad --batch, --steps, --crop, --lr, --mask-ratio or --psnr-cap");
   s->arch.num_classes = dg_num_classes();
   for (int i = 0; i < s->arch.num_classes; i++)
     snprintf(s->arch.class_names[i], MDC_MAX_CLASS_NAME, "%s", dg_class_name(i));
@@ -216,10 +219,10 @@ static char *settings_json(const settings *s) {
            "{\"mode\":\"%s\",\"arch\":%s,\"crop\":%d,\"batch\":%d,\"steps\":%ld,\"lr\":%g,"
            "\"warmup\":%ld,\"wd\":%g,\"clip\":%g,\"ema\":%g,\"focal_gamma\":%g,"
            "\"cls_weight\":%g,\"mask_ratio\":%g,\"seed\":%ld,\"init\":\"%s\","
-           "\"loss\":\"%s\",\"synthesis_version\":%d}",
+           "\"loss\":\"%s\",\"psnr_cap\":%g,\"synthesis_version\":%d}",
            mode_names[s->mode], arch, s->crop, s->batch, s->steps, s->lr, s->warmup, s->wd,
            s->clip, s->ema, s->focal_gamma, s->cls_weight, s->mask_ratio, s->seed,
-           s->init ? s->init : "", s->psnr_loss ? "psnr" : "l1", DG_VERSION);
+           s->init ? s->init : "", s->psnr_loss ? "psnr" : "l1", s->psnr_cap, DG_VERSION);
   free(arch);
   return buf;
 }
@@ -413,7 +416,7 @@ int main(int argc, char **argv) {
          * from its encoder features: two forward and backward passes. */
         float clean_class[MDC_MAX_CLASSES] = {1.0f};
         tr_net_forward(&t, be, clean, NULL, clean_class, 1);
-        l1 = tr_net_restoration_loss(&t, clean, 0, 1.0f / s.batch);
+        l1 = tr_net_restoration_loss(&t, clean, 0, 0.0, 1.0f / s.batch);
         tr_net_backward(&t, be, t.d_out, NULL);
         tr_net_forward(&t, be, deg, NULL, NULL, 0);
         focal = tr_focal_loss(t.logits, k, smp.label, s.focal_gamma, s.cls_weight / s.batch, dlog);
@@ -422,7 +425,8 @@ int main(int argc, char **argv) {
         /* fine-tuning teaches auto mode: half the crops use the prediction */
         const float *cond = s.mode == MODE_FINETUNE && (b & 1) ? NULL : onehot;
         tr_net_forward(&t, be, deg, m, cond, 1);
-        l1 = tr_net_restoration_loss(&t, clean, s.psnr_loss, 1.0f / s.batch);
+        l1 = tr_net_restoration_loss(&t, clean, s.psnr_loss, pow(10.0, -s.psnr_cap / 10),
+                                     1.0f / s.batch);
         focal = tr_focal_loss(t.logits, k, smp.label, s.focal_gamma, s.cls_weight / s.batch,
                               dlog);
         tr_net_backward(&t, be, t.d_out, s.cls_weight > 0 ? dlog : NULL);

@@ -235,11 +235,12 @@ const float *tr_net_output(tr_net *t) {
   return t->out_host;
 }
 
-double tr_net_restoration_loss(tr_net *t, const float *clean, int psnr, float scale) {
+double tr_net_restoration_loss(tr_net *t, const float *clean, int psnr, double psnr_eps,
+                               float scale) {
   mdc_backend *be = t->be;
   size_t n = (size_t)t->crop * t->crop * 3;
   tr_net_upload(t, t->target, clean, n);
-  return psnr ? be->psnr_loss(be, t->out, t->target, n, scale, t->d_out)
+  return psnr ? be->psnr_loss(be, t->out, t->target, n, psnr_eps, scale, t->d_out)
               : be->l1_loss(be, t->out, t->target, n, scale, t->d_out);
 }
 

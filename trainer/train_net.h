@@ -87,9 +87,11 @@ void tr_net_forward(tr_net *t, mdc_backend *be, const float *in, const unsigned 
                     const float *cond, int restore);
 
 /* The restoration loss of the last forward against `clean` (host,
- * [crop][crop][3]): L1, or with psnr NAFNet's PSNR loss.  Leaves scale *
- * d loss / d out in t->d_out for tr_net_backward. */
-double tr_net_restoration_loss(tr_net *t, const float *clean, int psnr, float scale);
+ * [crop][crop][3]): L1, or with psnr NAFNet's PSNR loss 10 log10(MSE +
+ * psnr_eps).  Leaves scale * d loss / d out in t->d_out for
+ * tr_net_backward. */
+double tr_net_restoration_loss(tr_net *t, const float *clean, int psnr, double psnr_eps,
+                               float scale);
 
 /* t->out on the host (downloaded for a device backend). */
 const float *tr_net_output(tr_net *t);

@@ -36,7 +36,7 @@ static void glue_relu_mask_scale(mdc_backend *be, const float *x, const float *s
 }
 
 static double glue_psnr_loss(mdc_backend *be, const float *pred, const float *target, size_t n,
-                             float scale, float *grad) {
+                             double eps, float scale, float *grad) {
   (void)be;
   if (n == 0) return 0.0;
   double se = 0;
@@ -44,7 +44,7 @@ static double glue_psnr_loss(mdc_backend *be, const float *pred, const float *ta
     double d = (double)pred[i] - target[i];
     se += d * d;
   }
-  double mse = se / n + 1e-8;
+  double mse = se / n + eps;
   if (grad) {
     double k = 10.0 / log(10.0) * 2.0 / (n * mse) * scale;
     for (size_t i = 0; i < n; i++) grad[i] = (float)(k * ((double)pred[i] - target[i]));

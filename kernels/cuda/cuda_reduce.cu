@@ -257,17 +257,18 @@ static __global__ void squared_error_kernel(const float *pred, const float *targ
   block_add_to(s, sum);
 }
 
-/* grad = k (pred - target), k = c0 / (n mse) scale with mse from the
+/* grad = k (pred - target), k = c0 / (n (mse + eps)) scale with mse from the
  * device-side sum (so the host waits only once, at the end); the same
  * double expression as the CPU's. */
 static __global__ void psnr_grad_kernel(const float *pred, const float *target, size_t n,
-                                        const double *se, double c0, double scale, float *grad) {
-  const double nd = (double)n, mse = *se / nd + 1e-8, k = c0 / (nd * mse) * scale;
+                                        const double *se, double eps, double c0, double scale,
+                                        float *grad) {
+  const double nd = (double)n, mse = *se / nd + eps, k = c0 / (nd * mse) * scale;
   GRID_STRIDE(j, n) grad[j] = (float)(k * ((double)pred[j] - target[j]));
 }
 
 static double cuda_psnr_loss(mdc_backend *be, const float *pred, const float *target, size_t n,
-                             float scale, float *grad) {
+                             double eps, float scale, float *grad) {
   mdc_cuda_ctx *ctx = live_ctx(be);
   if (!ctx) return NAN;
   if (n == 0) return 0.0;
@@ -277,11 +278,11 @@ static double cuda_psnr_loss(mdc_backend *be, const float *pred, const float *ta
   if (mdc_cuda_check_launch(be, "psnr_loss")) return NAN;
   if (grad) {
     psnr_grad_kernel<<<mdc_cuda_blocks(n, THREADS), THREADS, 0, ctx->stream>>>(
-        pred, target, n, ctx->reduce, 10.0 / log(10.0) * 2.0, (double)scale, grad);
+        pred, target, n, ctx->reduce, eps, 10.0 / log(10.0) * 2.0, (double)scale, grad);
     mdc_cuda_check_launch(be, "psnr_loss (grad)");
   }
   double se = reduce_end(be, ctx, "psnr_loss");
-  return 10.0 * log10(se / (double)n + 1e-8);
+  return 10.0 * log10(se / (double)n + eps);
 }
 
 static __global__ void sum_squares_kernel(const float *x, size_t n, double *sum) {
