@@ -43,7 +43,8 @@ static const char *usage_text =
        "  compare REF IMG...  PSNR and SSIM of images against a reference\n"
        "\n"
        "Run 'maskdcpt COMMAND --help' for a command's options.\n"
-       "Weights: --weights FILE, else $MASKDCPT_WEIGHTS, else the installed default.\n");
+       "Weights: --weights FILE (or 'fast', 'quality': the shipped width-16 and\n"
+       "width-32 networks), else $MASKDCPT_WEIGHTS, else the shipped 'fast' one.\n");
 
 static const char *restore_help =
     N_("Usage: maskdcpt restore IN OUT [OPTIONS]\n"
@@ -52,7 +53,8 @@ static const char *restore_help =
        "  -t, --type auto|NAME   degradation to remove: auto (classify first, default)\n"
        "                         or a class of the weights file (see 'maskdcpt info')\n"
        "  -s, --strength S       0..1: out = in + S * (restored - in) (default 1)\n"
-       "  -w, --weights FILE     weights file (safetensors)\n"
+       "  -w, --weights FILE     weights file (safetensors), or fast (default) or\n"
+       "                         quality: the shipped networks (see 'maskdcpt --help')\n"
        "  -d, --device D         auto (default), cpu or cuda\n"
        "      --tile N           tile edge in pixels (default: from the memory budget)\n"
        "      --memory MIB       working-memory budget in MiB (default 1024)\n"
@@ -68,7 +70,7 @@ static const char *classify_help =
     N_("Usage: maskdcpt classify IN... [OPTIONS]\n"
        "Prints the probability of each degradation class, most likely first.\n"
        "\n"
-       "  -w, --weights FILE     weights file\n"
+       "  -w, --weights FILE     weights file, or fast or quality (the shipped ones)\n"
        "  -d, --device D         auto (default), cpu or cuda\n"
        "  -j, --threads N        worker threads\n"
        "      --csv              print 'file,predicted,CLASS...' (one column per class of\n"
@@ -101,20 +103,41 @@ static const char *init_help =
 
 /* --------------------------------------------------------------- weights */
 
-const char *cli_default_weights(void) {
-  const char *env = getenv("MASKDCPT_WEIGHTS");
-  if (env && *env) return env;
-  static const char *candidates[] = {MASKDCPT_DATADIR "/maskdcpt/default.safetensors",
-                                     MASKDCPT_SOURCE_DATADIR "/default.safetensors"};
-  for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++)
-    if (access(candidates[i], R_OK) == 0) return candidates[i];
+/* The shipped weights file `name` (default, quality): installed, else in
+ * the source tree (a build that was not installed); NULL if neither. */
+static const char *shipped_weights(const char *name) {
+  static char path[2][4096];
+  const char *dirs[] = {MASKDCPT_DATADIR "/maskdcpt", MASKDCPT_SOURCE_DATADIR};
+  for (int i = 0; i < 2; i++) {
+    snprintf(path[i], sizeof path[i], "%s/%s.safetensors", dirs[i], name);
+    if (access(path[i], R_OK) == 0) return path[i];
+  }
   return NULL;
 }
 
-maskdcpt_model *cli_load_model(const char *path) {
-  if (!path) path = cli_default_weights();
+const char *cli_default_weights(void) {
+  const char *env = getenv("MASKDCPT_WEIGHTS");
+  if (env && *env) return env;
+  return shipped_weights("default");
+}
+
+const char *cli_weights_path(const char *arg) {
+  if (!arg) return cli_default_weights();
+  /* a file of that name in the working directory wins */
+  if (access(arg, F_OK) != 0) {
+    if (strcmp(arg, "fast") == 0) return shipped_weights("default");
+    if (strcmp(arg, "quality") == 0) return shipped_weights("quality");
+  }
+  return arg;
+}
+
+maskdcpt_model *cli_load_model(const char *arg) {
+  const char *path = cli_weights_path(arg);
   if (!path) {
-    cli_error(_("no weights file: pass --weights FILE or set MASKDCPT_WEIGHTS"));
+    if (arg)
+      cli_error(_("the shipped '%s' weights are not installed: pass --weights FILE"), arg);
+    else
+      cli_error(_("no weights file: pass --weights FILE or set MASKDCPT_WEIGHTS"));
     return NULL;
   }
   maskdcpt_model *model = NULL;
@@ -432,8 +455,8 @@ static int cmd_info(int argc, char **argv) {
     fputs(_(info_help), stderr);
     return 2;
   }
-  const char *path = argc == 2 ? argv[1] : cli_default_weights();
-  maskdcpt_model *model = cli_load_model(path);
+  const char *path = cli_weights_path(argc == 2 ? argv[1] : NULL);
+  maskdcpt_model *model = cli_load_model(argc == 2 ? argv[1] : NULL);
   if (!model) return 1;
   maskdcpt_arch_info a;
   maskdcpt_model_arch(model, &a);

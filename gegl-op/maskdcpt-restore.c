@@ -67,8 +67,9 @@ property_double (strength, _("Strength"), 1.0)
   ui_steps    (0.01, 0.1)
 
 property_file_path (weights, _("Weights file"), "")
-  description (_("A maskdcpt weights file (.safetensors). Empty: the file named "
-                 "by $MASKDCPT_WEIGHTS, else the installed default weights."))
+  description (_("A maskdcpt weights file (.safetensors), or 'fast' or 'quality' "
+                 "for the installed width-16 and width-32 networks. Empty: the "
+                 "file named by $MASKDCPT_WEIGHTS, else the installed 'fast' one."))
 
 property_enum (device, _("Device"),
                MaskdcptOpDevice, maskdcpt_op_device, MASKDCPT_OP_DEVICE_AUTO)
@@ -98,6 +99,7 @@ property_int (tile_size, _("Tile size"), 0)
 #endif
 
 #define DEFAULT_WEIGHTS MASKDCPT_DATADIR "/maskdcpt/default.safetensors"
+#define QUALITY_WEIGHTS MASKDCPT_DATADIR "/maskdcpt/quality.safetensors"
 
 /* ------------------------------------------------------------ model cache */
 
@@ -224,14 +226,19 @@ typedef enum
   WEIGHTS_FROM_DEFAULT
 } WeightsOrigin;
 
-/* The weights file to use: the property, else $MASKDCPT_WEIGHTS, else the
- * installed default. */
+/* The weights file to use: the property (a path, or the name of a shipped
+ * network), else $MASKDCPT_WEIGHTS, else the installed default. */
 static const gchar *
 weights_path (GeglProperties *o,
               WeightsOrigin  *origin)
 {
   const gchar *env = g_getenv ("MASKDCPT_WEIGHTS");
 
+  if (o->weights && (! strcmp (o->weights, "fast") || ! strcmp (o->weights, "quality")))
+    {
+      *origin = WEIGHTS_FROM_DEFAULT;
+      return o->weights[0] == 'f' ? DEFAULT_WEIGHTS : QUALITY_WEIGHTS;
+    }
   if (o->weights && o->weights[0])
     {
       *origin = WEIGHTS_FROM_PROPERTY;
@@ -418,7 +425,7 @@ process (GeglOperation       *operation,
 
   if (origin == WEIGHTS_FROM_DEFAULT && ! g_file_test (path, G_FILE_TEST_EXISTS))
     {
-      message = g_strdup_printf (_("no weights file: the default weights (%s) are not "
+      message = g_strdup_printf (_("no weights file: the shipped weights (%s) are not "
                                    "installed; set the 'weights' property or "
                                    "$MASKDCPT_WEIGHTS"), path);
       pass_through (input, output, &rect, message);

@@ -70,12 +70,13 @@ dialog_load_model (MdgDialog *d)
 {
   g_autoptr (GFile)  weights = NULL;
   g_autoptr (GError) error   = NULL;
+  g_autofree gchar  *network = NULL;
 
   g_clear_pointer (&d->model, mdg_model_free);
   g_clear_pointer (&d->model_error, g_free);
 
-  g_object_get (d->config, "weights", &weights, NULL);
-  d->model = mdg_model_load (weights, &error);
+  g_object_get (d->config, "weights", &weights, "network", &network, NULL);
+  d->model = mdg_model_load (weights, network, &error);
   if (! d->model)
     d->model_error = g_strdup (error->message);
 }
@@ -778,7 +779,8 @@ mdg_dialog_run (GimpProcedure       *procedure,
   GtkWidget *hbox, *label, *vbox, *device_box, *preview, *controls, *main_box;
   GtkWidget *action_area;
   GList     *children;
-  gulong     weights_handler, device_handler, degradation_handler, strength_handler;
+  gulong     weights_handler, network_handler, device_handler, degradation_handler;
+  gulong     strength_handler;
   gboolean   run;
 
   dialog  = gimp_procedure_dialog_new (procedure, config, _("Restore Photo (MaskDCPT)"));
@@ -816,7 +818,8 @@ mdg_dialog_run (GimpProcedure       *procedure,
   /* GIMP's own widgets for the other arguments, in this order: a slider
    * for the strength. */
   gimp_procedure_dialog_get_scale_entry (GIMP_PROCEDURE_DIALOG (dialog), "strength", 1.0);
-  gimp_procedure_dialog_fill (GIMP_PROCEDURE_DIALOG (dialog), "strength", "device", "weights", NULL);
+  gimp_procedure_dialog_fill (GIMP_PROCEDURE_DIALOG (dialog), "strength", "device", "network",
+                              "weights", NULL);
 
   device_box = gimp_procedure_dialog_get_widget (GIMP_PROCEDURE_DIALOG (dialog), "device", G_TYPE_NONE);
   gtk_box_pack_start (GTK_BOX (content), hbox, FALSE, FALSE, 0);
@@ -876,6 +879,7 @@ mdg_dialog_run (GimpProcedure       *procedure,
   preview_later (&d);
 
   weights_handler = g_signal_connect (config, "notify::weights", G_CALLBACK (weights_changed), &d);
+  network_handler = g_signal_connect (config, "notify::network", G_CALLBACK (weights_changed), &d);
   device_handler  = g_signal_connect (config, "notify::device",  G_CALLBACK (device_changed),  &d);
   degradation_handler = g_signal_connect (config, "notify::degradation",
                                           G_CALLBACK (degradation_changed), &d);
@@ -885,6 +889,7 @@ mdg_dialog_run (GimpProcedure       *procedure,
   run = gimp_procedure_dialog_run (GIMP_PROCEDURE_DIALOG (dialog));
 
   g_signal_handler_disconnect (config, weights_handler);
+  g_signal_handler_disconnect (config, network_handler);
   g_signal_handler_disconnect (config, device_handler);
   g_signal_handler_disconnect (config, degradation_handler);
   g_signal_handler_disconnect (config, strength_handler);

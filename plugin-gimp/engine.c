@@ -10,6 +10,7 @@
 #include "maskdcpt-gimp.h"
 
 #define DEFAULT_WEIGHTS MASKDCPT_DATADIR "/maskdcpt/default.safetensors"
+#define QUALITY_WEIGHTS MASKDCPT_DATADIR "/maskdcpt/quality.safetensors"
 
 G_DEFINE_QUARK (maskdcpt-gimp-error-quark, mdg_error)
 
@@ -75,8 +76,9 @@ mdg_class_index (const MdgModel  *model,
 /* ----------------------------------------------------------------- weights */
 
 MdgModel *
-mdg_model_load (GFile   *weights,
-                GError **error)
+mdg_model_load (GFile       *weights,
+                const gchar *network,
+                GError     **error)
 {
   const gchar      *env  = g_getenv ("MASKDCPT_WEIGHTS");
   g_autofree gchar *path = weights ? g_file_get_path (weights) : NULL;
@@ -96,11 +98,12 @@ mdg_model_load (GFile   *weights,
         }
       else
         {
-          path = g_strdup (DEFAULT_WEIGHTS);
+          path = g_strdup (g_strcmp0 (network, "quality") == 0 ? QUALITY_WEIGHTS
+                                                               : DEFAULT_WEIGHTS);
           if (! g_file_test (path, G_FILE_TEST_EXISTS))
             {
               g_set_error (error, MDG_ERROR, MDG_ERROR_NO_WEIGHTS,
-                           _("No weights file: the default weights (%s) are not "
+                           _("No weights file: the shipped weights (%s) are not "
                              "installed. Choose a weights file (.safetensors) in "
                              "the dialog, pass one as the 'weights' argument, or "
                              "set $MASKDCPT_WEIGHTS. The image was not changed."),

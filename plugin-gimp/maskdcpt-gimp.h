@@ -39,8 +39,10 @@ typedef struct
 } MdgModel;
 
 /* Loads the weights: `weights` (may be NULL), else $MASKDCPT_WEIGHTS, else
- * the installed default.  NULL with a message for the user on failure. */
+ * the installed network `network` ("fast" or "quality"; NULL: fast).  NULL
+ * with a message for the user on failure. */
 MdgModel   *mdg_model_load          (GFile                *weights,
+                                     const gchar          *network,
                                      GError              **error);
 void        mdg_model_free          (MdgModel             *model);
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (MdgModel, mdg_model_free)

@@ -34,6 +34,14 @@ check "init" "$exe" init "$w" --width 8 --enc 1,1 --dec 1,1 --middle 1 --window 
 check "info" "$exe" info "$w"
 "$exe" info "$w" | grep -q "random-init" && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: info shows provenance"; }
 
+# the shipped networks by name (found in the source tree before installation)
+"$exe" info fast | grep -q "width 16," && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: info fast"; }
+"$exe" info quality | grep -q "width 32," && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: info quality"; }
+"$exe" info | grep -q "width 16," && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: info default is fast"; }
+(exe_abs=$(realpath "$exe") && cd "$tmp" && cp "$w" quality && "$exe_abs" info quality | grep -q "random-init") \
+  && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: a file named quality wins"; }
+rm -f "$tmp/quality"
+
 check "degrade noise" "$exe" degrade "$sample" "$tmp/noisy.png" --type noise --level 0.5 --seed 1
 check "restore auto png" "$exe" restore "$tmp/noisy.png" "$tmp/r.png" --weights "$w" --quiet
 check "restore forced jpg" "$exe" restore "$tmp/noisy.png" "$tmp/r.jpg" --weights "$w" --type noise --quiet

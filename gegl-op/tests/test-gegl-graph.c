@@ -474,6 +474,22 @@ test_failures (void)
              "no default weights installed: warning, image unchanged", "");
       g_object_unref (out);
     }
+  /* The shipped networks by name: the same place, the same warning. */
+  {
+    gchar *dir     = g_path_get_dirname (MASKDCPT_DEFAULT_WEIGHTS);
+    gchar *quality = g_build_filename (dir, "quality.safetensors", NULL);
+
+    if (! g_file_test (quality, G_FILE_TEST_EXISTS))
+      {
+        log_clear ();
+        out = run (in, PARAMS (.weights = "quality"), NULL);
+        check (same_bytes (in, out) && log_has ("not installed") && log_has (quality),
+               "weights 'quality' not installed: warning naming its file, image unchanged", "");
+        g_object_unref (out);
+      }
+    g_free (quality);
+    g_free (dir);
+  }
 
   /* $MASKDCPT_WEIGHTS stands in for the default; the property wins over it. */
   g_setenv ("MASKDCPT_WEIGHTS", weights, TRUE);

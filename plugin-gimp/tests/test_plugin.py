@@ -151,12 +151,13 @@ def test_registration():
         return
     names = [p.name for p in proc.get_arguments()]
     check('arguments', names == ['run-mode', 'image', 'drawables', 'degradation', 'strength',
-                                 'weights', 'device'], repr(names))
+                                 'weights', 'network', 'device'], repr(names))
     specs = {p.name: p for p in proc.get_arguments()}
     s = specs['strength']
     check('strength range', s.minimum == 0.0 and s.maximum == 1.0 and s.get_default_value() == 1.0,
           '%r %r' % (s.minimum, s.maximum))
     check('degradation default', specs['degradation'].get_default_value() == 'auto')
+    check('network default', specs['network'].get_default_value() == 'fast')
     check('menu', '<Image>/Filters/Enhance' in proc.get_menu_paths(), repr(proc.get_menu_paths()))
     check('image types', proc.get_image_types() == 'RGB*, GRAY*', proc.get_image_types())
 
@@ -339,6 +340,9 @@ def test_missing_weights():
     check('no weights at all: execution error', st == Gimp.PDBStatusType.EXECUTION_ERROR, '%s' % st)
     check('no weights at all: says how to fix', 'No weights file' in msg and 'MASKDCPT_WEIGHTS' in msg, msg)
     check('no weights at all: unchanged', read_raw(layer) == before)
+    st, msg = run(img, layer, weights='', network='quality')
+    check('no weights, quality network: error names its file',
+          st == Gimp.PDBStatusType.EXECUTION_ERROR and 'quality.safetensors' in msg, msg)
     # a broken file
     broken = os.path.join(os.environ['MDG_TEST_TMP'], 'broken.safetensors')
     with open(broken, 'wb') as f:
