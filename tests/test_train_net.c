@@ -206,6 +206,25 @@ static void check_loader(void) {
   CHECK(same, "loader batches equal the direct samples with 1 and 3 workers");
   tr_loader_free(l1);
   tr_loader_free(l3);
+
+  /* Degraded crops come as 8-bit photos would (noise: a class whose float
+   * output is never on the grid); input_bits 0 keeps them in float. */
+  int off_grid[2] = {0, 0};
+  for (int bits = 8, k = 0; k < 2; bits = 0, k++) {
+    ds.input_bits = bits;
+    tr_sample s = {c, d, 0, 0};
+    for (int i = 0; i < 12; i++) {
+      CHECK(tr_dataset_val_sample(&ds, i, crop, 12, 0.5f, &s, msg, sizeof msg) == 0, "%s", msg);
+      if (s.label != 1) continue; /* noise */
+      for (size_t j = 0; j < px; j++) {
+        float v = d[j] * 255.0f;
+        off_grid[k] += fabsf(v - floorf(v + 0.5f)) > 1e-3f || d[j] < 0 || d[j] > 1;
+      }
+    }
+  }
+  CHECK(off_grid[0] == 0 && off_grid[1] > (int)px / 2,
+        "8-bit inputs: %d values off the 1/255 grid (want 0); float: %d", off_grid[0],
+        off_grid[1]);
   free(c);
   free(d);
   tr_dataset_free(&ds);

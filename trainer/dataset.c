@@ -2,6 +2,7 @@
 #include "dataset.h"
 
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,6 +111,7 @@ static int load_photo(const char *path, tr_photo *p, char *msg, size_t msg_size)
 int tr_dataset_load(tr_dataset *ds, const char *source, int min_side, double val_fraction,
                     uint64_t split_seed, char *msg, size_t msg_size) {
   memset(ds, 0, sizeof *ds);
+  ds->input_bits = 8;
   int n = 0;
   char **paths = list_sources(source, &n, msg, msg_size);
   if (!paths) return -1;
@@ -190,11 +192,20 @@ static void crop_photo(const tr_photo *p, int x0, int y0, int crop, int orient, 
     }
 }
 
-static int degrade_into(tr_sample *out, int crop, int label, float level, uint64_t seed, char *msg,
-                        size_t msg_size) {
+static int degrade_into(const tr_dataset *ds, tr_sample *out, int crop, int label, float level,
+                        uint64_t seed, char *msg, size_t msg_size) {
   out->label = label;
   out->level = level;
-  return dg_apply(out->clean, crop, crop, out->degraded, label, level, seed, msg, msg_size);
+  if (dg_apply(out->clean, crop, crop, out->degraded, label, level, seed, msg, msg_size) != 0)
+    return -1;
+  if (ds->input_bits > 0) {
+    float q = (float)((1 << ds->input_bits) - 1);
+    for (size_t i = 0, n = (size_t)crop * crop * 3; i < n; i++) {
+      float v = out->degraded[i];
+      out->degraded[i] = floorf((v < 0 ? 0 : v > 1 ? 1 : v) * q + 0.5f) / q;
+    }
+  }
+  return 0;
 }
 
 int tr_dataset_train_sample(const tr_dataset *ds, uint64_t seed, long step, int index, int crop,
@@ -217,7 +228,7 @@ int tr_dataset_train_sample(const tr_dataset *ds, uint64_t seed, long step, int 
   crop_photo(p, x0, y0, crop, (int)(c & 7), out->clean);
   int label = (int)(d % (uint64_t)num_classes);
   float level = (float)((mix64(r + 5) >> 11) * (1.0 / 9007199254740992.0));
-  return degrade_into(out, crop, label, level, mix64(r + 6), msg, msg_size);
+  return degrade_into(ds, out, crop, label, level, mix64(r + 6), msg, msg_size);
 }
 
 int tr_dataset_val_sample(const tr_dataset *ds, int index, int crop, int num_classes, float level,
@@ -232,6 +243,6 @@ int tr_dataset_val_sample(const tr_dataset *ds, int index, int crop, int num_cla
     return -1;
   }
   crop_photo(p, (p->width - crop) / 2, (p->height - crop) / 2, crop, 0, out->clean);
-  return degrade_into(out, crop, index % num_classes, level, mix64((uint64_t)index), msg,
+  return degrade_into(ds, out, crop, index % num_classes, level, mix64((uint64_t)index), msg,
                       msg_size);
 }

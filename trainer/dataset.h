@@ -28,6 +28,11 @@ typedef struct tr_dataset {
   int num_train, num_val;
   int *train; /* indices into photos */
   int *val;
+  /* Degraded crops are rounded to this many bits per channel, as the
+   * photos the network will restore are (8 after tr_dataset_load; 0: kept
+   * in float).  Unrounded training lets the classifier rely on detail below
+   * 1/255 that real 8-bit photos do not have. */
+  int input_bits;
 } tr_dataset;
 
 /* Loads every .png/.jpg/.jpeg/.webp in `dir` (or every path listed, one per

@@ -35,7 +35,7 @@ typedef struct settings {
   long steps, warmup, checkpoint_every, log_every;
   double lr, wd, clip, ema, focal_gamma, cls_weight, mask_ratio, val_fraction, psnr_cap;
   long seed;
-  int resume, fp16, psnr_loss;
+  int resume, fp16, psnr_loss, input_bits;
   const char *device; /* auto, cpu or cuda; not part of the run's identity */
 } settings;
 
@@ -92,6 +92,8 @@ static const char *usage =
     "  --psnr-cap DB       with --loss psnr: 10 log10(MSE + 10^(-DB/10)), so crops\n"
     "                      restored better than DB weigh no more than those at DB\n"
     "                      (default 80: NAFNet's 1e-8)\n"
+    "  --input-bits N      round degraded crops to N bits per channel, as real\n"
+    "                      photos are (default 8; 0 = keep them in float)\n"
     "  --fp16              export the weights as float16\n"
     "  --focal-gamma X     focal loss gamma (2; 0 = cross-entropy)\n"
     "  --cls-weight X      weight of the classification loss (0.1)\n"
@@ -128,7 +130,7 @@ static void parse_args(int argc, char **argv, settings *s) {
       {"mask-ratio", 1, 0, 'r'}, {"seed", 1, 0, 'S'},    {"threads", 1, 0, 'j'},
       {"checkpoint-every", 1, 0, 'K'}, {"resume", 0, 0, 'R'}, {"help", 0, 0, 'h'},
       {"loader-threads", 1, 0, 'L'}, {"loss", 1, 0, 'o'}, {"fp16", 0, 0, 'F'},
-      {"device", 1, 0, 'D'},   {"psnr-cap", 1, 0, 'Q'},
+      {"device", 1, 0, 'D'},   {"psnr-cap", 1, 0, 'Q'},  {"input-bits", 1, 0, 'I'},
       {0, 0, 0, 0}};
   memset(s, 0, sizeof *s);
   s->mode = MODE_MASKDCPT;
@@ -143,7 +145,7 @@ static void parse_args(int argc, char **argv, settings *s) {
   s->loader_threads = 1;
   s->device = "auto";
   s->log_every = 10;
-  s->lr = 1e-3, s->psnr_cap = 80, s->clip = 1.0, s->ema = 0.999, s->focal_gamma = 2.0, s->cls_weight = 0.1;
+  s->lr = 1e-3, s->psnr_cap = 80, s->input_bits = 8, s->clip = 1.0, s->ema = 0.999, s->focal_gamma = 2.0, s->cls_weight = 0.1;
   s->mask_ratio = 0.5, s->val_fraction = TR_VAL_FRACTION, s->seed = 1;
   int c;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -187,6 +189,7 @@ static void parse_args(int argc, char **argv, settings *s) {
       break;
     case 'F': s->fp16 = 1; break;
     case 'Q': s->psnr_cap = atof(optarg); break;
+    case 'I': s->input_bits = atoi(optarg); break;
     case 'D':
       if (strcmp(optarg, "auto") && strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
         die("--device: auto, cpu or cuda, not '%s'", optarg);
@@ -204,8 +207,8 @@ static void parse_args(int argc, char **argv, settings *s) {
   s->out = argv[optind + 1];
   if (s->warmup < 0) s->warmup = s->steps / 20;
   if (s->batch < 1 || s->steps < 1 || s->crop < 16 || !(s->lr > 0) || s->mask_ratio < 0 ||
-      s->loader_threads < 1 || s->mask_ratio >= 1 || !(s->psnr_cap > 0 && s->psnr_cap <= 120))
-    die("%s", "bad --batch, --steps, --crop, --lr, --mask-ratio or --psnr-cap");
+      s->loader_threads < 1 || s->mask_ratio >= 1 || !(s->psnr_cap > 0 && s->psnr_cap <= 120) || s->input_bits < 0 || s->input_bits > 16)
+    die("%s", "bad --batch, --steps, --crop, --lr, --mask-ratio, --psnr-cap or --input-bits");
   s->arch.num_classes = dg_num_classes();
   for (int i = 0; i < s->arch.num_classes; i++)
     snprintf(s->arch.class_names[i], MDC_MAX_CLASS_NAME, "%s", dg_class_name(i));
@@ -219,10 +222,10 @@ static char *settings_json(const settings *s) {
            "{\"mode\":\"%s\",\"arch\":%s,\"crop\":%d,\"batch\":%d,\"steps\":%ld,\"lr\":%g,"
            "\"warmup\":%ld,\"wd\":%g,\"clip\":%g,\"ema\":%g,\"focal_gamma\":%g,"
            "\"cls_weight\":%g,\"mask_ratio\":%g,\"seed\":%ld,\"init\":\"%s\","
-           "\"loss\":\"%s\",\"psnr_cap\":%g,\"synthesis_version\":%d}",
+           "\"loss\":\"%s\",\"psnr_cap\":%g,\"input_bits\":%d,\"synthesis_version\":%d}",
            mode_names[s->mode], arch, s->crop, s->batch, s->steps, s->lr, s->warmup, s->wd,
            s->clip, s->ema, s->focal_gamma, s->cls_weight, s->mask_ratio, s->seed,
-           s->init ? s->init : "", s->psnr_loss ? "psnr" : "l1", s->psnr_cap, DG_VERSION);
+           s->init ? s->init : "", s->psnr_loss ? "psnr" : "l1", s->psnr_cap, s->input_bits, DG_VERSION);
   free(arch);
   return buf;
 }
@@ -340,6 +343,7 @@ int main(int argc, char **argv) {
   tr_dataset ds;
   if (tr_dataset_load(&ds, s.data, s.crop, s.val_fraction, TR_SPLIT_SEED, msg, sizeof msg) != 0)
     die("%s", msg);
+  ds.input_bits = s.input_bits;
 
   /* optimizer state: param (= the net's storage), m, v, ema in the
    * backend's memory; `st` holds host copies for checkpoints and export */
