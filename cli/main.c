@@ -106,11 +106,11 @@ static const char *init_help =
 /* The shipped weights file `name` (default, quality): installed, else in
  * the source tree (a build that was not installed); NULL if neither. */
 static const char *shipped_weights(const char *name) {
-  static char path[2][4096];
+  static char path[4096];
   const char *dirs[] = {MASKDCPT_DATADIR "/maskdcpt", MASKDCPT_SOURCE_DATADIR};
   for (int i = 0; i < 2; i++) {
-    snprintf(path[i], sizeof path[i], "%s/%s.safetensors", dirs[i], name);
-    if (access(path[i], R_OK) == 0) return path[i];
+    snprintf(path, sizeof path, "%s/%s.safetensors", dirs[i], name);
+    if (access(path, R_OK) == 0) return path;
   }
   return NULL;
 }
