@@ -9,7 +9,9 @@
 # and the width-16 ("fast") weights, data/default.safetensors:
 #   fast:    4500 steps from the CPU recipe's weights (scripts/train-default.sh,
 #            $FAST_INIT, default build/train-default/stage2/weights.safetensors)
-#            on 192 px crops (its attention window), lr 3e-4, warm-up 200, seed 23
+#            on 192 px crops (its attention window), lr 3e-4, warm-up 200, seed 23;
+#            the shipped file then had 6000 steps on 8-bit inputs on the CPU
+#            (the command is in docs/training.md, "The shipped weights")
 # All export float16 EMA weights (OUTDIR/stageN/weights.safetensors, 14 MB),
 # which record the settings, the data manifest's hash and the validation
 # figures.  A stage that finds its checkpoint resumes; with SECONDS it is
@@ -31,7 +33,9 @@ export MASKDCPT_CUDA_MODULE=$kit/lib/libmaskdcpt-cuda.so
 threads=$(( $(nproc) > 3 ? $(nproc) - 2 : 1 ))
 
 arch=(--width 32 --window 384 --crop 256)
-common=(--mode finetune --batch 16 --loss psnr
+# --input-bits 0: the shipped runs predate rounding degraded crops to 8 bits
+# (docs/training.md); drop it for the next quality run.
+common=(--mode finetune --batch 16 --loss psnr --input-bits 0
         --cls-weight 1.0 --checkpoint-every 500 --device cuda --loader-threads $threads --fp16)
 case $stage in
   1) opts=(--steps 4000 --lr 1e-3 --seed 21) ;;
