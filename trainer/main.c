@@ -145,7 +145,8 @@ static void parse_args(int argc, char **argv, settings *s) {
   s->loader_threads = 1;
   s->device = "auto";
   s->log_every = 10;
-  s->lr = 1e-3, s->psnr_cap = 80, s->input_bits = 8, s->clip = 1.0, s->ema = 0.999, s->focal_gamma = 2.0, s->cls_weight = 0.1;
+  s->lr = 1e-3, s->clip = 1.0, s->ema = 0.999, s->focal_gamma = 2.0, s->cls_weight = 0.1;
+  s->psnr_cap = 80, s->input_bits = 8;
   s->mask_ratio = 0.5, s->val_fraction = TR_VAL_FRACTION, s->seed = 1;
   int c;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
