@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "cuda_test_util.h"
+#include "nafblock_params.h"
 
 typedef struct mode {
   mdc_backend *gpu;
@@ -339,11 +340,9 @@ static void test_convk(const mode *m, const kshape *shapes, size_t count, const 
 
 /* ------------------------------------------------------- NAFBlock */
 
-#define NAF_PARAMS 18
-
 typedef struct naf_set {
   mdc_nafblock_params host, dev;
-  float *bufs[NAF_PARAMS];
+  float *bufs[TEST_NAFBLOCK_NUM_PARAMS];
 } naf_set;
 
 /* Random parameters on the host and their device copies. */
@@ -357,25 +356,8 @@ static void naf_make(naf_set *s, blocks *B, int c) {
     float *h_ = s->bufs[k++] = rnd((size_t)(n), scale);  \
     s->host.field = h_;                                      \
     s->dev.field = dev_at(B, h_, (size_t)(n), 0);            \
-  } while (0)
-  P(norm1_w, c, 1.0f);
-  P(norm1_b, c, 0.5f);
-  P(conv1_w, c * 2 * c, sc);
-  P(conv1_b, 2 * c, 0.5f);
-  P(conv2_w, 9 * 2 * c, 0.5f);
-  P(conv2_b, 2 * c, 0.5f);
-  P(sca_w, c * c, sc);
-  P(sca_b, c, 0.5f);
-  P(conv3_w, c * c, sc);
-  P(conv3_b, c, 0.5f);
-  P(norm2_w, c, 1.0f);
-  P(norm2_b, c, 0.5f);
-  P(conv4_w, c * 2 * c, sc);
-  P(conv4_b, 2 * c, 0.5f);
-  P(conv5_w, c * c, sc);
-  P(conv5_b, c, 0.5f);
-  P(beta, c, 1.0f);
-  P(gamma, c, 1.0f);
+  } while (0);
+  TEST_NAFBLOCK_PARAMS(P, c, sc)
 #undef P
 }
 
@@ -401,7 +383,7 @@ static void naf_case(const mode *m, int c, int h, int w, int window) {
   check_close(g, what, gy, y, n, m->tol);
   ct_sync_ok(g, what);
   blocks_free(&B);
-  for (int i = 0; i < NAF_PARAMS; i++) free(s.bufs[i]);
+  for (int i = 0; i < TEST_NAFBLOCK_NUM_PARAMS; i++) free(s.bufs[i]);
   free(x), free(y);
 }
 

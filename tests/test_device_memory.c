@@ -18,6 +18,7 @@
 #include <sys/mman.h>
 
 #include "context.h"
+#include "nafblock_params.h"
 #include "test_util.h"
 #ifdef MDC_TEST_TRAINER
 #include "train_net.h"
@@ -177,10 +178,9 @@ static size_t c_nafblock_scratch_size(mdc_backend *be, int c, int h, int w, int 
 static void c_nafblock_forward(mdc_backend *be, const mdc_nafblock_params *p, const float *x,
                                int h, int w, float eps, int window, float *y, void *scratch) {
   (void)be, DEV(x), DEV(y), DEV(scratch);
-  const float *params[] = {p->norm1_w, p->norm1_b, p->conv1_w, p->conv1_b, p->conv2_w,
-                           p->conv2_b, p->sca_w,   p->sca_b,   p->conv3_w, p->conv3_b,
-                           p->norm2_w, p->norm2_b, p->conv4_w, p->conv4_b, p->conv5_w,
-                           p->conv5_b, p->beta,    p->gamma};
+#define FIELD(field, n, scale) p->field,
+  const float *params[] = {TEST_NAFBLOCK_PARAMS(FIELD, p->c, 0)};
+#undef FIELD
   for (size_t i = 0; i < sizeof params / sizeof *params; i++)
     expect_device(params[i], __func__, "a block parameter");
   WRAP(inner->nafblock_forward(inner, p, x, h, w, eps, window, y, scratch));

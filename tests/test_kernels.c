@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "nafblock_params.h"
 #include "cpu/threadpool.h"
 
 #define TOL 1e-4
@@ -190,7 +191,7 @@ static void test_scalar_hand(mdc_backend *s) {
 
 typedef struct naf_owned {
   mdc_nafblock_params p;
-  float *buf[18];
+  float *buf[TEST_NAFBLOCK_NUM_PARAMS];
 } naf_owned;
 
 static void naf_make(naf_owned *o, int c) {
@@ -198,25 +199,8 @@ static void naf_make(naf_owned *o, int c) {
   memset(o, 0, sizeof *o);
   o->p.c = c;
   int k = 0;
-#define P(field, n, scale) o->p.field = o->buf[k++] = rand_buf((size_t)(n), scale)
-  P(norm1_w, c, 1.0f);
-  P(norm1_b, c, 0.5f);
-  P(conv1_w, c * 2 * c, sc);
-  P(conv1_b, 2 * c, 0.5f);
-  P(conv2_w, 9 * 2 * c, 0.5f);
-  P(conv2_b, 2 * c, 0.5f);
-  P(sca_w, c * c, sc);
-  P(sca_b, c, 0.5f);
-  P(conv3_w, c * c, sc);
-  P(conv3_b, c, 0.5f);
-  P(norm2_w, c, 1.0f);
-  P(norm2_b, c, 0.5f);
-  P(conv4_w, c * 2 * c, sc);
-  P(conv4_b, 2 * c, 0.5f);
-  P(conv5_w, c * c, sc);
-  P(conv5_b, c, 0.5f);
-  P(beta, c, 1.0f);
-  P(gamma, c, 1.0f);
+#define P(field, n, scale) o->p.field = o->buf[k++] = rand_buf((size_t)(n), scale);
+  TEST_NAFBLOCK_PARAMS(P, c, sc)
 #undef P
 }
 
