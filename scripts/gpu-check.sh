@@ -8,12 +8,7 @@ set -uo pipefail
 out=${1:?usage: gpu-check.sh OUTDIR [quick]}
 quick=${2:-}
 mkdir -p "$out"
-kit=$PWD/gpu-kit
-# cuBLAS / cuDNN / cudart: the toolkit's, or PyTorch's pip wheels.
-libdirs=$(find / -xdev \( -name 'libcudnn.so.9' -o -name 'libcublas.so.13' -o -name 'libcudart.so.13' \) \
-            -printf '%h\n' 2>/dev/null | sort -u | tr '\n' ':')
-export LD_LIBRARY_PATH=$kit/lib:$libdirs${LD_LIBRARY_PATH:-}
-export MASKDCPT_CUDA_MODULE=$kit/lib/libmaskdcpt-cuda.so
+. "$(dirname "$0")/gpu-env.sh"
 export MASKDCPT_TEST_TMP=$(mktemp -d)
 {
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv

@@ -9,11 +9,7 @@
 set -uo pipefail
 out=${1:?usage: gpu-profile.sh OUTDIR}
 mkdir -p "$out"
-kit=$PWD/gpu-kit
-libdirs=$(find / -xdev \( -name 'libcudnn.so.9' -o -name 'libcublas.so.13' -o -name 'libcudart.so.13' \) \
-            -printf '%h\n' 2>/dev/null | sort -u | tr '\n' ':')
-export LD_LIBRARY_PATH=$kit/lib:$libdirs${LD_LIBRARY_PATH:-}
-export MASKDCPT_CUDA_MODULE=$kit/lib/libmaskdcpt-cuda.so
+. "$(dirname "$0")/gpu-env.sh"
 if command -v compute-sanitizer >/dev/null; then
   for t in test_cuda test_cuda_net; do
     timeout 150 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 3 \

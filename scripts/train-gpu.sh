@@ -25,11 +25,7 @@ data=${1:?usage: train-gpu.sh DATA OUTDIR STAGE [SECONDS]}
 out=${2:?}
 stage=${3:?}
 seconds=${4:-0}
-kit=$PWD/gpu-kit
-libdirs=$(find / -xdev \( -name 'libcudnn.so.9' -o -name 'libcublas.so.13' -o -name 'libcudart.so.13' \) \
-            -printf '%h\n' 2>/dev/null | sort -u | tr '\n' ':')
-export LD_LIBRARY_PATH=$kit/lib:$libdirs${LD_LIBRARY_PATH:-}
-export MASKDCPT_CUDA_MODULE=$kit/lib/libmaskdcpt-cuda.so
+. "$(dirname "$0")/gpu-env.sh"
 threads=$(( $(nproc) > 3 ? $(nproc) - 2 : 1 ))
 
 arch=(--width 32 --window 384 --crop 256)
