@@ -386,6 +386,7 @@ int main(int argc, char **argv) {
   unsigned char *mask = malloc((size_t)patches * patches);
   if (!mask || patches * patches > 4096) die("%s", "out of memory");
   int k = s.arch.num_classes;
+  const double psnr_eps = pow(10.0, -s.psnr_cap / 10);
   tr_loader *loader = tr_loader_new(&ds, (uint64_t)s.seed, s.crop, s.batch, k, s.loader_threads,
                                     msg, sizeof msg);
   if (!loader) die("%s", msg);
@@ -430,8 +431,7 @@ int main(int argc, char **argv) {
         /* fine-tuning teaches auto mode: half the crops use the prediction */
         const float *cond = s.mode == MODE_FINETUNE && (b & 1) ? NULL : onehot;
         tr_net_forward(&t, be, deg, m, cond, 1);
-        l1 = tr_net_restoration_loss(&t, clean, s.psnr_loss, pow(10.0, -s.psnr_cap / 10),
-                                     1.0f / s.batch);
+        l1 = tr_net_restoration_loss(&t, clean, s.psnr_loss, psnr_eps, 1.0f / s.batch);
         focal = tr_focal_loss(t.logits, k, smp.label, s.focal_gamma, s.cls_weight / s.batch,
                               dlog);
         tr_net_backward(&t, be, t.d_out, s.cls_weight > 0 ? dlog : NULL);
