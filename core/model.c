@@ -425,7 +425,7 @@ maskdcpt_status mdc_net_forward(const mdc_net *net, mdc_backend *be, const float
   } else {
     pad_input(in, h, w, inp, pl.hp, pl.wp);
   }
-  be->conv3x3(be, inp, hl, wl, 3, net->intro_w, net->intro_b, a->width, x);
+  be->conv3x3(be, inp, 1, hl, wl, 3, net->intro_w, net->intro_b, a->width, x);
 
   for (int l = 0; l < a->levels; l++) {
     int c = mdc_arch_channels(a, l);
@@ -466,7 +466,7 @@ maskdcpt_status mdc_net_forward(const mdc_net *net, mdc_backend *be, const float
     run_blocks(be, net->dec[i], a->dec_blocks[i], cond, &x, &tmp, hl, wl, a->norm_eps,
                level_window(a, l), scratch);
   }
-  be->conv3x3(be, x, hl, wl, a->width, net->ending_w, net->ending_b, 3, f);
+  be->conv3x3(be, x, 1, hl, wl, a->width, net->ending_w, net->ending_b, 3, f);
   const float *res = f;
   if (device) {
     mdc_be_download(be, staging, f, padded_bytes);

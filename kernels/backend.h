@@ -2,7 +2,14 @@
  *
  * A backend is a table of functions plus a context (ggml style).  Tensors
  * are fp32, NHWC, contiguous, in memory the backend can address (host
- * memory for the CPU backends).  Weight layouts are the kernels' own; the
+ * memory for the CPU backends).  A batch of images of the same size is
+ * stored one image after another (N = batch): the per-pixel entries
+ * take n = batch * h * w; the entries whose result depends on image
+ * borders or per-image statistics take `batch` (conv3x3, dwconv3x3,
+ * pool_mean and their backward); conv2x2s2 and PixelShuffle take
+ * h = batch * image height (their 2x2 cells never cross an image border
+ * because heights are even); scale_channels and layernorm take per-image
+ * rows of s / of g and b through their `*_every` arguments.  Weight layouts are the kernels' own; the
  * core converts from the file's PyTorch layout once at load time:
  *   conv1x1   w[cin][cout]
  *   conv3x3   w[3][3][cin][cout]    (ky, kx, cin, cout), zero padding 1
@@ -56,31 +63,37 @@ struct mdc_backend {
   /* y[n][cout] = b + x[n][cin] . w[cin][cout] */
   void (*conv1x1)(mdc_backend *be, const float *x, size_t n, int cin, const float *w,
                   const float *b, int cout, float *y);
-  /* y[h][w][cout], same size, zero padding */
-  void (*conv3x3)(mdc_backend *be, const float *x, int h, int w, int cin, const float *wt,
-                  const float *b, int cout, float *y);
-  /* y[h][w][c], depthwise, zero padding */
-  void (*dwconv3x3)(mdc_backend *be, const float *x, int h, int w, int c, const float *wt,
-                    const float *b, float *y);
+  /* y[batch][h][w][cout], same size, zero padding around each image */
+  void (*conv3x3)(mdc_backend *be, const float *x, int batch, int h, int w, int cin,
+                  const float *wt, const float *b, int cout, float *y);
+  /* y[batch][h][w][c], depthwise, zero padding around each image */
+  void (*dwconv3x3)(mdc_backend *be, const float *x, int batch, int h, int w, int c,
+                    const float *wt, const float *b, float *y);
   /* y[h/2][w/2][cout]; h and w even */
   void (*conv2x2s2)(mdc_backend *be, const float *x, int h, int w, int cin, const float *wt,
                     const float *b, int cout, float *y);
   /* Per-pixel LayerNorm over channels, biased variance:
-   * y = (x - mean) / sqrt(var + eps) * g + b.  mean/rstd [n] may be NULL;
-   * when given they receive the statistics (for the backward pass). */
+   * y = (x - mean) / sqrt(var + eps) * g + b.  g and b are [c] when
+   * gb_every == 0, else one row of c per gb_every pixels (pixel i uses
+   * row i / gb_every: per-image parameters with gb_every = h * w).
+   * mean/rstd [n] may be NULL; when given they receive the statistics
+   * (for the backward pass). */
   void (*layernorm)(mdc_backend *be, const float *x, size_t n, int c, const float *g,
-                    const float *b, float eps, float *y, float *mean, float *rstd);
+                    const float *b, size_t gb_every, float eps, float *y, float *mean,
+                    float *rstd);
   /* y[n][c] = x[n][0..c) * x[n][c..2c) */
   void (*simplegate)(mdc_backend *be, const float *x, size_t n, int c, float *y);
-  /* Channel means for channel attention.  window == 0 or window >= both
-   * h and w: y[c] is the mean over all pixels (global).  Otherwise
-   * y[h][w][c] is the mean over a window x window box placed at
+  /* Channel means for channel attention, per image.  window == 0 or
+   * window >= both h and w: y[batch][c] is the mean over all pixels of
+   * each image (global).  Otherwise y[batch][h][w][c] is the mean over a
+   * window x window box placed at
    * (clamp(py - window/2, 0, h - window), clamp(px - window/2, 0, w - window))
    * per axis; along an axis where window >= size the box spans the axis. */
-  void (*pool_mean)(mdc_backend *be, const float *x, int h, int w, int c, int window,
-                    float *y);
-  /* y[n][c] = x[n][c] * s[c] (s_per_pixel == 0) or x[n][c] * s[n][c] */
-  void (*scale_channels)(mdc_backend *be, const float *x, const float *s, int s_per_pixel,
+  void (*pool_mean)(mdc_backend *be, const float *x, int batch, int h, int w, int c,
+                    int window, float *y);
+  /* y[i][c] = x[i][c] * s[i / s_every][c]; s_every == 0: s[0][c] for every
+   * pixel (1: per pixel; h * w: per image). */
+  void (*scale_channels)(mdc_backend *be, const float *x, const float *s, size_t s_every,
                          size_t n, int c, float *y);
   /* y[n][c] = a[n][c] + s[c] * b[n][c]  (s NULL: plain add); y may be a or b */
   void (*add_scaled)(mdc_backend *be, const float *a, const float *b, const float *s,
@@ -110,27 +123,31 @@ struct mdc_backend {
    * gradients into dw / db / dg (NULL: not needed).  Layouts as forward. */
   void (*conv1x1_backward)(mdc_backend *be, const float *x, size_t n, int cin, const float *w,
                            int cout, const float *dy, float *dx, float *dw, float *db);
-  void (*conv3x3_backward)(mdc_backend *be, const float *x, int h, int w, int cin,
+  void (*conv3x3_backward)(mdc_backend *be, const float *x, int batch, int h, int w, int cin,
                            const float *wt, int cout, const float *dy, float *dx, float *dwt,
                            float *db);
-  void (*dwconv3x3_backward)(mdc_backend *be, const float *x, int h, int w, int c,
-                             const float *wt, const float *dy, float *dx, float *dwt, float *db);
+  void (*dwconv3x3_backward)(mdc_backend *be, const float *x, int batch, int h, int w, int c,
+                             const float *wt, const float *dy, float *dx, float *dwt,
+                             float *db);
   void (*conv2x2s2_backward)(mdc_backend *be, const float *x, int h, int w, int cin,
                              const float *wt, int cout, const float *dy, float *dx, float *dwt,
                              float *db);
-  /* mean/rstd as written by the forward. */
+  /* mean/rstd as written by the forward; dg and db have g's shape (one
+   * row per gb_every pixels), each row accumulating its own pixels. */
   void (*layernorm_backward)(mdc_backend *be, const float *x, size_t n, int c, const float *g,
-                             const float *mean, const float *rstd, const float *dy, float *dx,
-                             float *dg, float *db);
+                             size_t gb_every, const float *mean, const float *rstd,
+                             const float *dy, float *dx, float *dg, float *db);
   /* x is the forward's [n][2c] input; dx [n][2c]. */
   void (*simplegate_backward)(mdc_backend *be, const float *x, size_t n, int c, const float *dy,
                               float *dx);
-  /* dy has pool_mean's output shape ([c] or [h][w][c]); dx [h][w][c]. */
-  void (*pool_mean_backward)(mdc_backend *be, int h, int w, int c, int window, const float *dy,
-                             float *dx);
-  /* y = x * s: dx = dy * s; ds (overwritten, s's shape) = sum dy * x. */
+  /* dy has pool_mean's output shape ([batch][c] or [batch][h][w][c]);
+   * dx [batch][h][w][c]. */
+  void (*pool_mean_backward)(mdc_backend *be, int batch, int h, int w, int c, int window,
+                             const float *dy, float *dx);
+  /* y = x * s: dx = dy * s; ds (overwritten, s's shape) = sum dy * x over
+   * each row's pixels. */
   void (*scale_channels_backward)(mdc_backend *be, const float *x, const float *s,
-                                  int s_per_pixel, size_t n, int c, const float *dy, float *dx,
+                                  size_t s_every, size_t n, int c, const float *dy, float *dx,
                                   float *ds);
   /* y = a + s * b: da = dy (the caller reuses dy), db = s * dy (overwritten),
    * ds += sum_n dy * b.  s NULL (plain add): db = dy. */

@@ -41,6 +41,9 @@ for n in 1024 4096; do
     --tf32 --json "$out/torch_infer_$n.json"
 done
 run train_c $kit/bin/maskdcpt-train bench --device cuda --width 32 --crop 256 --batch 16 --steps 20
+# the same step one crop per pass (the trainer before batched layers)
+run train_c_per_crop $kit/bin/maskdcpt-train bench --device cuda --width 32 --crop 256 --batch 16 \
+  --micro-batch 1 --steps 20
 run train_torch python3 tools/torch_bench.py train --width 32 --crop 256 --batch 16 --steps 20 \
   --device cuda --tf32 --json "$out/torch_train.json"
 if [ -z "$quick" ]; then

@@ -7,6 +7,11 @@
  *    double; |analytic - fd| <= GC_RTOL |fd| + GC_ATOL (1e-3, 1e-5), the
  *    analytic gradient being the float backward's.
  *  - The += contract (parameter gradients accumulate) and dx overwrite.
+ *  - Batches (several images; per-image rows of LayerNorm's g / b and of
+ *    scale_channels' s): finite differences as above, and one batched call
+ *    against one call per image (dx and per-image parameter rows bit for
+ *    bit; weight and bias gradients, one sum over all images, within the
+ *    AVX2 tolerance).
  *  - A whole NAFBlock composed from the entries (with feature masks),
  *    against finite differences of a float64 block.
  *  - Every AVX2 entry against the scalar one on awkward shapes (max |got -
@@ -131,10 +136,12 @@ static void conv1x1_64(const double *x, size_t n, int cin, const double *w, cons
     }
 }
 
-/* ks 3 / stride 1 / pad 1 (conv3x3) or ks 2 / stride 2 / pad 0 (conv2x2s2) */
-static void convk_64(const double *x, int h, int w, int cin, const double *wt, const double *b,
-                     int cout, int ks, int stride, int pad, double *y) {
+/* ks 3 / stride 1 / pad 1 (conv3x3) or ks 2 / stride 2 / pad 0 (conv2x2s2),
+ * batch images one after another. */
+static void convk_64(const double *x, int batch, int h, int w, int cin, const double *wt,
+                     const double *b, int cout, int ks, int stride, int pad, double *y) {
   int oh = stride == 2 ? h / 2 : h, ow = stride == 2 ? w / 2 : w;
+  for (int img = 0; img < batch; img++, x += (size_t)h * w * cin, y += (size_t)oh * ow * cout)
   for (int py = 0; py < oh; py++)
     for (int px = 0; px < ow; px++)
       for (int o = 0; o < cout; o++) {
@@ -150,8 +157,9 @@ static void convk_64(const double *x, int h, int w, int cin, const double *wt, c
       }
 }
 
-static void dwconv_64(const double *x, int h, int w, int c, const double *wt, const double *b,
-                      double *y) {
+static void dwconv_64(const double *x, int batch, int h, int w, int c, const double *wt,
+                      const double *b, double *y) {
+  for (int img = 0; img < batch; img++, x += (size_t)h * w * c, y += (size_t)h * w * c)
   for (int py = 0; py < h; py++)
     for (int px = 0; px < w; px++)
       for (int ch = 0; ch < c; ch++) {
@@ -166,16 +174,19 @@ static void dwconv_64(const double *x, int h, int w, int c, const double *wt, co
       }
 }
 
+/* g and b: row i / gb_every for pixel i (one row when gb_every is 0) */
 static void layernorm_64(const double *x, size_t n, int c, const double *g, const double *b,
-                         double eps, double *y) {
+                         size_t gb_every, double eps, double *y) {
   for (size_t i = 0; i < n; i++) {
     const double *xi = x + i * c;
+    size_t row = gb_every ? i / gb_every * c : 0;
     double mu = 0, var = 0;
     for (int k = 0; k < c; k++) mu += xi[k];
     mu /= c;
     for (int k = 0; k < c; k++) var += (xi[k] - mu) * (xi[k] - mu);
     var /= c;
-    for (int k = 0; k < c; k++) y[i * c + k] = (xi[k] - mu) / sqrt(var + eps) * g[k] + b[k];
+    for (int k = 0; k < c; k++)
+      y[i * c + k] = (xi[k] - mu) / sqrt(var + eps) * g[row + k] + b[row + k];
   }
 }
 
@@ -184,16 +195,20 @@ static void gate_64(const double *x, size_t n, int c, double *y) {
     for (int k = 0; k < c; k++) y[i * c + k] = x[i * 2 * c + k] * x[i * 2 * c + c + k];
 }
 
-/* Output [c] when global, else [h][w][c]: boxes written out directly. */
-static void pool_64(const double *x, int h, int w, int c, int window, double *y) {
+/* Per image, output [c] when global, else [h][w][c]: boxes written out
+ * directly. */
+static void pool_64(const double *x, int batch, int h, int w, int c, int window, double *y) {
+  const size_t hw = (size_t)h * w;
   if (pool_global(h, w, window)) {
-    for (int k = 0; k < c; k++) {
-      double acc = 0;
-      for (size_t i = 0; i < (size_t)h * w; i++) acc += x[i * c + k];
-      y[k] = acc / ((double)h * w);
-    }
+    for (int img = 0; img < batch; img++)
+      for (int k = 0; k < c; k++) {
+        double acc = 0;
+        for (size_t i = 0; i < hw; i++) acc += x[(img * hw + i) * c + k];
+        y[(size_t)img * c + k] = acc / (double)hw;
+      }
     return;
   }
+  for (int img = 0; img < batch; img++, x += hw * c, y += hw * c)
   for (int py = 0; py < h; py++)
     for (int px = 0; px < w; px++) {
       int y0, bh, x0, bw;
@@ -208,9 +223,11 @@ static void pool_64(const double *x, int h, int w, int c, int window, double *y)
     }
 }
 
-static void scale_64(const double *x, const double *s, int per_pixel, size_t n, int c, double *y) {
+/* s: row i / s_every for pixel i (one row when s_every is 0) */
+static void scale_64(const double *x, const double *s, size_t s_every, size_t n, int c, double *y) {
   for (size_t i = 0; i < n; i++)
-    for (int k = 0; k < c; k++) y[i * c + k] = x[i * c + k] * (per_pixel ? s[i * c + k] : s[k]);
+    for (int k = 0; k < c; k++)
+      y[i * c + k] = x[i * c + k] * s[(s_every ? i / s_every * c : 0) + k];
 }
 
 static void add_scaled_64(const double *a, const double *b, const double *s, size_t n, int c,
@@ -299,8 +316,8 @@ static void grad_check(const char *what, gc_fwd f, const void *ctx, const gc_ten
 #define SAMPLES 48 /* elements per tensor checked by finite differences */
 
 typedef struct op_ctx {
-  int h, w, c, cin, cout, window, per_pixel, has_s;
-  size_t n;
+  int batch, h, w, c, cin, cout, window, has_s;
+  size_t n, every; /* every: gb_every of layernorm, s_every of scale_channels */
   double eps;
   const float *m;
 } op_ctx;
@@ -311,19 +328,19 @@ static void fw_conv1x1(const void *p, double *const *in, double *out) {
 }
 static void fw_conv3x3(const void *p, double *const *in, double *out) {
   const op_ctx *o = p;
-  convk_64(in[0], o->h, o->w, o->cin, in[1], in[2], o->cout, 3, 1, 1, out);
+  convk_64(in[0], o->batch, o->h, o->w, o->cin, in[1], in[2], o->cout, 3, 1, 1, out);
 }
 static void fw_conv2x2s2(const void *p, double *const *in, double *out) {
   const op_ctx *o = p;
-  convk_64(in[0], o->h, o->w, o->cin, in[1], in[2], o->cout, 2, 2, 0, out);
+  convk_64(in[0], 1, o->h, o->w, o->cin, in[1], in[2], o->cout, 2, 2, 0, out);
 }
 static void fw_dwconv(const void *p, double *const *in, double *out) {
   const op_ctx *o = p;
-  dwconv_64(in[0], o->h, o->w, o->c, in[1], in[2], out);
+  dwconv_64(in[0], o->batch, o->h, o->w, o->c, in[1], in[2], out);
 }
 static void fw_layernorm(const void *p, double *const *in, double *out) {
   const op_ctx *o = p;
-  layernorm_64(in[0], o->n, o->c, in[1], in[2], o->eps, out);
+  layernorm_64(in[0], o->n, o->c, in[1], in[2], o->every, o->eps, out);
 }
 static void fw_gate(const void *p, double *const *in, double *out) {
   const op_ctx *o = p;
@@ -331,11 +348,11 @@ static void fw_gate(const void *p, double *const *in, double *out) {
 }
 static void fw_pool(const void *p, double *const *in, double *out) {
   const op_ctx *o = p;
-  pool_64(in[0], o->h, o->w, o->c, o->window, out);
+  pool_64(in[0], o->batch, o->h, o->w, o->c, o->window, out);
 }
 static void fw_scale(const void *p, double *const *in, double *out) {
   const op_ctx *o = p;
-  scale_64(in[0], in[1], o->per_pixel, o->n, o->c, out);
+  scale_64(in[0], in[1], o->every, o->n, o->c, out);
 }
 static void fw_add_scaled(const void *p, double *const *in, double *out) {
   const op_ctx *o = p;
@@ -395,59 +412,75 @@ static void gc_conv1x1(mdc_backend *be, size_t n, int cin, int cout) {
   free(x), free(w), free(b), free(dy), free(dx), free(dw), free(db);
 }
 
-static void gc_convk(mdc_backend *be, int h, int w, int cin, int cout, int stride2) {
+/* A conv3x3 over `batch` images, or a conv2x2s2 (batch 1). */
+static void convk_backward(mdc_backend *be, int stride2, const float *x, int batch, int h, int w,
+                           int cin, const float *wt, int cout, const float *dy, float *dx,
+                           float *dw, float *db) {
+  if (stride2) be->conv2x2s2_backward(be, x, h, w, cin, wt, cout, dy, dx, dw, db);
+  else be->conv3x3_backward(be, x, batch, h, w, cin, wt, cout, dy, dx, dw, db);
+}
+
+static void gc_convk(mdc_backend *be, int batch, int h, int w, int cin, int cout, int stride2) {
   char what[128];
   int oh = stride2 ? h / 2 : h, ow = stride2 ? w / 2 : w, taps = stride2 ? 4 : 9;
-  size_t nin = (size_t)h * w * cin, nout = (size_t)oh * ow * cout, nw = (size_t)taps * cin * cout;
+  size_t nin = (size_t)batch * h * w * cin, nout = (size_t)batch * oh * ow * cout;
+  size_t nw = (size_t)taps * cin * cout;
   float *x = rand_buf(nin, 1), *wt = rand_buf(nw, 1), *b = rand_buf(cout, 1);
   float *dy = rand_buf(nout, 1), *dx = nan_buf(nin), *dw = zero_buf(nw), *db = zero_buf(cout);
-  void (*bw)(mdc_backend *, const float *, int, int, int, const float *, int, const float *,
-             float *, float *, float *) = stride2 ? be->conv2x2s2_backward : be->conv3x3_backward;
-  bw(be, x, h, w, cin, wt, cout, dy, dx, dw, db);
+  convk_backward(be, stride2, x, batch, h, w, cin, wt, cout, dy, dx, dw, db);
   gc_tensor t[] = {{"x", x, nin, dx}, {"w", wt, nw, dw}, {"b", b, cout, db}};
-  op_ctx o = {.h = h, .w = w, .cin = cin, .cout = cout};
-  snprintf(what, sizeof what, "%s %s_backward %dx%d %d->%d", be->name,
-           stride2 ? "conv2x2s2" : "conv3x3", h, w, cin, cout);
+  op_ctx o = {.batch = batch, .h = h, .w = w, .cin = cin, .cout = cout};
+  snprintf(what, sizeof what, "%s %s_backward batch %d %dx%d %d->%d", be->name,
+           stride2 ? "conv2x2s2" : "conv3x3", batch, h, w, cin, cout);
   grad_check(what, stride2 ? fw_conv2x2s2 : fw_conv3x3, &o, t, 3, nout, dy, SAMPLES);
   float *once[2] = {dw, db};
   size_t sz[2] = {nw, (size_t)cout};
-  ACCUM_CHECK(what, 2, once, sz, bw(be, x, h, w, cin, wt, cout, dy, NULL, acc_[0], acc_[1]));
+  ACCUM_CHECK(what, 2, once, sz,
+              convk_backward(be, stride2, x, batch, h, w, cin, wt, cout, dy, NULL, acc_[0],
+                             acc_[1]));
   free(x), free(wt), free(b), free(dy), free(dx), free(dw), free(db);
 }
 
-static void gc_dwconv(mdc_backend *be, int h, int w, int c) {
+static void gc_dwconv(mdc_backend *be, int batch, int h, int w, int c) {
   char what[128];
-  size_t nc = (size_t)h * w * c;
+  size_t nc = (size_t)batch * h * w * c;
   float *x = rand_buf(nc, 1), *wt = rand_buf((size_t)9 * c, 1), *b = rand_buf(c, 1);
   float *dy = rand_buf(nc, 1), *dx = nan_buf(nc), *dw = zero_buf((size_t)9 * c), *db = zero_buf(c);
-  be->dwconv3x3_backward(be, x, h, w, c, wt, dy, dx, dw, db);
+  be->dwconv3x3_backward(be, x, batch, h, w, c, wt, dy, dx, dw, db);
   gc_tensor t[] = {{"x", x, nc, dx}, {"w", wt, (size_t)9 * c, dw}, {"b", b, c, db}};
-  op_ctx o = {.h = h, .w = w, .c = c};
-  snprintf(what, sizeof what, "%s dwconv3x3_backward %dx%d c=%d", be->name, h, w, c);
+  op_ctx o = {.batch = batch, .h = h, .w = w, .c = c};
+  snprintf(what, sizeof what, "%s dwconv3x3_backward batch %d %dx%d c=%d", be->name, batch, h, w, c);
   grad_check(what, fw_dwconv, &o, t, 3, nc, dy, SAMPLES);
   float *once[2] = {dw, db};
   size_t sz[2] = {(size_t)9 * c, (size_t)c};
-  ACCUM_CHECK(what, 2, once, sz, be->dwconv3x3_backward(be, x, h, w, c, wt, dy, NULL, acc_[0], acc_[1]));
+  ACCUM_CHECK(what, 2, once, sz,
+              be->dwconv3x3_backward(be, x, batch, h, w, c, wt, dy, NULL, acc_[0], acc_[1]));
   free(x), free(wt), free(b), free(dy), free(dx), free(dw), free(db);
 }
 
-static void gc_layernorm(mdc_backend *be, size_t n, int c) {
+/* Rows of a per-pixel parameter used `every` pixels at a time (0: one). */
+static size_t rows_of(size_t n, size_t every) { return every && n ? (n + every - 1) / every : 1; }
+
+static void gc_layernorm(mdc_backend *be, size_t n, int c, size_t gb_every) {
   char what[128];
-  size_t nc = n * c;
-  float *x = rand_buf(nc, 1), *g = rand_buf(c, 1), *b = rand_buf(c, 1), *dy = rand_buf(nc, 1);
+  size_t nc = n * c, ng = rows_of(n, gb_every) * c;
+  float *x = rand_buf(nc, 1), *g = rand_buf(ng, 1), *b = rand_buf(ng, 1), *dy = rand_buf(nc, 1);
   for (size_t i = 0; i < n; i++) x[i * c] += 2.0f; /* a nonzero mean */
   float *y = nan_buf(nc), *mean = nan_buf(n), *rstd = nan_buf(n);
-  float *dx = nan_buf(nc), *dg = zero_buf(c), *db = zero_buf(c);
+  float *dx = nan_buf(nc), *dg = zero_buf(ng), *db = zero_buf(ng);
   const float eps = 1e-6f;
-  be->layernorm(be, x, n, c, g, b, eps, y, mean, rstd);
-  be->layernorm_backward(be, x, n, c, g, mean, rstd, dy, dx, dg, db);
-  gc_tensor t[] = {{"x", x, nc, dx}, {"g", g, c, dg}, {"b", b, c, db}};
-  op_ctx o = {.n = n, .c = c, .eps = eps};
-  snprintf(what, sizeof what, "%s layernorm_backward n=%zu c=%d", be->name, n, c);
+  be->layernorm(be, x, n, c, g, b, gb_every, eps, y, mean, rstd);
+  be->layernorm_backward(be, x, n, c, g, gb_every, mean, rstd, dy, dx, dg, db);
+  gc_tensor t[] = {{"x", x, nc, dx}, {"g", g, ng, dg}, {"b", b, ng, db}};
+  op_ctx o = {.n = n, .c = c, .eps = eps, .every = gb_every};
+  snprintf(what, sizeof what, "%s layernorm_backward n=%zu c=%d gb_every=%zu", be->name, n, c,
+           gb_every);
   grad_check(what, fw_layernorm, &o, t, 3, nc, dy, SAMPLES);
   float *once[2] = {dg, db};
-  size_t sz[2] = {(size_t)c, (size_t)c};
-  ACCUM_CHECK(what, 2, once, sz, be->layernorm_backward(be, x, n, c, g, mean, rstd, dy, NULL, acc_[0], acc_[1]));
+  size_t sz[2] = {ng, ng};
+  ACCUM_CHECK(what, 2, once, sz,
+              be->layernorm_backward(be, x, n, c, g, gb_every, mean, rstd, dy, NULL, acc_[0],
+                                     acc_[1]));
   free(x), free(g), free(b), free(dy), free(y), free(mean), free(rstd), free(dx), free(dg), free(db);
 }
 
@@ -462,33 +495,36 @@ static void gc_gate(mdc_backend *be, size_t n, int c) {
   free(x), free(dy), free(dx);
 }
 
-static void gc_pool(mdc_backend *be, int h, int w, int c, int window) {
+static void gc_pool(mdc_backend *be, int batch, int h, int w, int c, int window) {
   char what[128];
-  size_t nc = (size_t)h * w * c, ny = pool_global(h, w, window) ? (size_t)c : nc;
+  size_t nc = (size_t)batch * h * w * c;
+  size_t ny = pool_global(h, w, window) ? (size_t)batch * c : nc;
   float *x = rand_buf(nc, 1), *dy = rand_buf(ny, 1), *dx = nan_buf(nc);
-  be->pool_mean_backward(be, h, w, c, window, dy, dx);
+  be->pool_mean_backward(be, batch, h, w, c, window, dy, dx);
   gc_tensor t[] = {{"x", x, nc, dx}};
-  op_ctx o = {.h = h, .w = w, .c = c, .window = window};
-  snprintf(what, sizeof what, "%s pool_mean_backward %dx%d c=%d window=%d", be->name, h, w, c, window);
+  op_ctx o = {.batch = batch, .h = h, .w = w, .c = c, .window = window};
+  snprintf(what, sizeof what, "%s pool_mean_backward batch %d %dx%d c=%d window=%d", be->name,
+           batch, h, w, c, window);
   grad_check(what, fw_pool, &o, t, 1, ny, dy, 1000);
   free(x), free(dy), free(dx);
 }
 
-static void gc_scale(mdc_backend *be, size_t n, int c, int per_pixel) {
+static void gc_scale(mdc_backend *be, size_t n, int c, size_t s_every) {
   char what[128];
-  size_t nc = n * c, ns = per_pixel ? nc : (size_t)c;
+  size_t nc = n * c, ns = rows_of(n, s_every) * c;
   float *x = rand_buf(nc, 1), *s = rand_buf(ns, 1), *dy = rand_buf(nc, 1);
   float *dx = nan_buf(nc), *ds = nan_buf(ns);
-  be->scale_channels_backward(be, x, s, per_pixel, n, c, dy, dx, ds);
+  be->scale_channels_backward(be, x, s, s_every, n, c, dy, dx, ds);
   gc_tensor t[] = {{"x", x, nc, dx}, {"s", s, ns, ds}};
-  op_ctx o = {.n = n, .c = c, .per_pixel = per_pixel};
-  snprintf(what, sizeof what, "%s scale_channels_backward n=%zu c=%d %s", be->name, n, c,
-           per_pixel ? "per pixel" : "per channel");
+  op_ctx o = {.n = n, .c = c, .every = s_every};
+  snprintf(what, sizeof what, "%s scale_channels_backward n=%zu c=%d s_every=%zu", be->name, n, c,
+           s_every);
   grad_check(what, fw_scale, &o, t, 2, nc, dy, SAMPLES);
   /* ds is overwritten, not accumulated */
   float *ds2 = rand_buf(ns, 5);
-  be->scale_channels_backward(be, x, s, per_pixel, n, c, dy, NULL, ds2);
-  snprintf(what, sizeof what, "%s scale_channels_backward n=%zu c=%d: ds overwritten", be->name, n, c);
+  be->scale_channels_backward(be, x, s, s_every, n, c, dy, NULL, ds2);
+  snprintf(what, sizeof what, "%s scale_channels_backward n=%zu c=%d s_every=%zu: ds overwritten",
+           be->name, n, c, s_every);
   check(memcmp(ds2, ds, ns * sizeof(float)) == 0, what);
   free(x), free(s), free(dy), free(dx), free(ds), free(ds2);
 }
@@ -552,10 +588,10 @@ static void test_gradients(mdc_backend *be) {
     for (int k = 0; k < 4; k++) {
       int c = cs[k], c2 = cs[(k + i + 1) % 4];
       gc_conv1x1(be, n, c, c2);
-      gc_convk(be, h, w, c, c2, 0);
-      gc_convk(be, h + (h & 1), w + (w & 1), c, c2, 1);
-      gc_dwconv(be, h, w, c);
-      gc_layernorm(be, n, c);
+      gc_convk(be, 1, h, w, c, c2, 0);
+      gc_convk(be, 1, h + (h & 1), w + (w & 1), c, c2, 1);
+      gc_dwconv(be, 1, h, w, c);
+      gc_layernorm(be, n, c, 0);
       gc_gate(be, n, c);
       gc_scale(be, n, c, 0);
       gc_scale(be, n, c, 1);
@@ -569,7 +605,132 @@ static void test_gradients(mdc_backend *be) {
    * odd and even, and global (0, or covering both axes) */
   static const int ph[][2] = {{1, 1}, {3, 5}, {7, 6}, {6, 7}, {1, 9}, {8, 2}};
   for (int i = 0; i < 6; i++)
-    for (int win = 0; win <= 9; win++) gc_pool(be, ph[i][0], ph[i][1], 1 + (win + i) % 3 * 2, win);
+    for (int win = 0; win <= 9; win++) gc_pool(be, 1, ph[i][0], ph[i][1], 1 + (win + i) % 3 * 2, win);
+  /* batches: 3 images of 5 x 7 (and 2 of 1 x 1), per-image rows of g / b
+   * and of s (and rows every 4 pixels, across image borders) */
+  static const int bc[][5] = {{3, 5, 7, 3, 5}, {3, 5, 7, 5, 17}, {3, 5, 7, 17, 3}, {2, 1, 1, 5, 3}};
+  for (int k = 0; k < 4; k++) { /* batch, h, w, c, c2 */
+    int nb = bc[k][0], h = bc[k][1], w = bc[k][2], c = bc[k][3], c2 = bc[k][4];
+    const size_t hw = (size_t)h * w, n = nb * hw;
+    gc_convk(be, nb, h, w, c, c2, 0);
+    gc_dwconv(be, nb, h, w, c);
+    for (int win = 0; win <= 3; win += 3) gc_pool(be, nb, h, w, c, win);
+    gc_layernorm(be, n, c, hw);
+    gc_scale(be, n, c, hw);
+  }
+  gc_layernorm(be, 30, 3, 4);
+  gc_scale(be, 30, 3, 4);
+}
+
+/* ------------------------------------------- batched = one call per image */
+
+/* exact: bit for bit; else within the AVX2 tolerance */
+static void check_same(const float *got, const float *ref, size_t n, int exact, const char *what) {
+  if (exact) check(memcmp(got, ref, n * sizeof(float)) == 0, what);
+  else check_close(got, ref, n, what);
+}
+
+/* One batched backward against `batch` single-image calls on the same
+ * backend, parameter gradients accumulating from the same random start:
+ * dx and the per-image rows (LayerNorm's dg / db, scale_channels' ds) bit
+ * for bit; the shared weight and bias gradients within the tolerance
+ * (a batch adds one float sum over all images, the single calls one per
+ * image). */
+static void test_batch_vs_images(mdc_backend *be) {
+  static const int shapes[][5] = {/* batch, h, w, cin, cout */
+                                  {3, 5, 7, 3, 5}, {3, 5, 7, 17, 3}, {3, 7, 5, 5, 17},
+                                  {2, 1, 1, 5, 3}, {6, 12, 11, 16, 16}};
+  char what[192];
+  for (size_t i = 0; i < sizeof shapes / sizeof *shapes; i++) {
+    const int nb = shapes[i][0], h = shapes[i][1], w = shapes[i][2];
+    const int cin = shapes[i][3], cout = shapes[i][4];
+    const size_t hw = (size_t)h * w, n = nb * hw, nx = n * cin, ny = n * cout;
+    const size_t nw = (size_t)9 * cin * cout, nbc = (size_t)nb * cin;
+    float *x = rand_buf(nx, 1), *wt = rand_buf(nw, 1), *dy = rand_buf(ny, 1);
+    float *dyc = rand_buf(nx, 1); /* dy of the entries with cin channels out */
+    float *dwt = rand_buf((size_t)9 * cin, 1), *g = rand_buf(nbc, 1), *b = rand_buf(nbc, 1);
+    float *sv = rand_buf(nbc, 1), *y = nan_buf(nx), *mean = nan_buf(n), *rstd = nan_buf(n);
+    /* random starts of the accumulated gradients */
+    float *sw = rand_buf(nw, 1), *sb = rand_buf(cout, 1), *sg = rand_buf(nbc, 1);
+    float *sgb = rand_buf(nbc, 1);
+    for (size_t p = 0; p < n; p++) x[p * cin] += 2.0f; /* a nonzero mean */
+    be->layernorm(be, x, n, cin, g, b, hw, 1e-6f, y, mean, rstd);
+
+    { /* conv3x3 */
+      float *dx1 = nan_buf(nx), *dw1 = copy_buf(sw, nw), *db1 = copy_buf(sb, cout);
+      float *dx2 = nan_buf(nx), *dw2 = copy_buf(sw, nw), *db2 = copy_buf(sb, cout);
+      be->conv3x3_backward(be, x, nb, h, w, cin, wt, cout, dy, dx1, dw1, db1);
+      for (int img = 0; img < nb; img++)
+        be->conv3x3_backward(be, x + img * hw * cin, 1, h, w, cin, wt, cout, dy + img * hw * cout,
+                             dx2 + img * hw * cin, dw2, db2);
+      snprintf(what, sizeof what, "%s conv3x3_backward batch %d %dx%d %d->%d = per image", be->name,
+               nb, h, w, cin, cout);
+      check_same(dx1, dx2, nx, 1, what);
+      check_same(dw1, dw2, nw, 0, what);
+      check_same(db1, db2, cout, 0, what);
+      free(dx1), free(dw1), free(db1), free(dx2), free(dw2), free(db2);
+    }
+    { /* dwconv3x3, c = cin */
+      float *dx1 = nan_buf(nx), *dw1 = copy_buf(sw, (size_t)9 * cin), *db1 = copy_buf(sg, cin);
+      float *dx2 = nan_buf(nx), *dw2 = copy_buf(sw, (size_t)9 * cin), *db2 = copy_buf(sg, cin);
+      be->dwconv3x3_backward(be, x, nb, h, w, cin, dwt, dyc, dx1, dw1, db1);
+      for (int img = 0; img < nb; img++)
+        be->dwconv3x3_backward(be, x + img * hw * cin, 1, h, w, cin, dwt, dyc + img * hw * cin,
+                               dx2 + img * hw * cin, dw2, db2);
+      snprintf(what, sizeof what, "%s dwconv3x3_backward batch %d %dx%d c=%d = per image", be->name,
+               nb, h, w, cin);
+      check_same(dx1, dx2, nx, 1, what);
+      check_same(dw1, dw2, (size_t)9 * cin, 0, what);
+      check_same(db1, db2, cin, 0, what);
+      free(dx1), free(dw1), free(db1), free(dx2), free(dw2), free(db2);
+    }
+    for (int win = 0; win <= 3; win += 3) { /* pool_mean: global, window 3 */
+      int glob = pool_global(h, w, win);
+      float *dx1 = nan_buf(nx), *dx2 = nan_buf(nx);
+      be->pool_mean_backward(be, nb, h, w, cin, win, dyc, dx1);
+      for (int img = 0; img < nb; img++)
+        be->pool_mean_backward(be, 1, h, w, cin, win, dyc + img * (glob ? (size_t)cin : hw * cin),
+                               dx2 + img * hw * cin);
+      snprintf(what, sizeof what, "%s pool_mean_backward batch %d %dx%d c=%d window=%d = per image",
+               be->name, nb, h, w, cin, win);
+      check_same(dx1, dx2, nx, 1, what);
+      free(dx1), free(dx2);
+    }
+    { /* layernorm, one row of g / b per image: every row is one image's */
+      float *dx1 = nan_buf(nx), *dg1 = copy_buf(sg, nbc), *db1 = copy_buf(sgb, nbc);
+      float *dx2 = nan_buf(nx), *dg2 = copy_buf(sg, nbc), *db2 = copy_buf(sgb, nbc);
+      be->layernorm_backward(be, x, n, cin, g, hw, mean, rstd, dyc, dx1, dg1, db1);
+      for (int img = 0; img < nb; img++) {
+        size_t p0 = img * hw, r = (size_t)img * cin;
+        be->layernorm_backward(be, x + p0 * cin, hw, cin, g + r, 0, mean + p0, rstd + p0,
+                               dyc + p0 * cin, dx2 + p0 * cin, dg2 + r, db2 + r);
+      }
+      snprintf(what, sizeof what,
+               "%s layernorm_backward batch %d %dx%d c=%d gb_every=%zu = per image", be->name, nb,
+               h, w, cin, hw);
+      check_same(dx1, dx2, nx, 1, what);
+      check_same(dg1, dg2, nbc, 1, what);
+      check_same(db1, db2, nbc, 1, what);
+      free(dx1), free(dg1), free(db1), free(dx2), free(dg2), free(db2);
+    }
+    { /* scale_channels, one row of s per image */
+      float *dx1 = nan_buf(nx), *ds1 = nan_buf(nbc), *dx2 = nan_buf(nx), *ds2 = nan_buf(nbc);
+      be->scale_channels_backward(be, x, sv, hw, n, cin, dyc, dx1, ds1);
+      for (int img = 0; img < nb; img++) {
+        size_t p0 = img * hw, r = (size_t)img * cin;
+        be->scale_channels_backward(be, x + p0 * cin, sv + r, 0, hw, cin, dyc + p0 * cin,
+                                    dx2 + p0 * cin, ds2 + r);
+      }
+      snprintf(what, sizeof what,
+               "%s scale_channels_backward batch %d %dx%d c=%d s_every=%zu = per image", be->name,
+               nb, h, w, cin, hw);
+      check_same(dx1, dx2, nx, 1, what);
+      check_same(ds1, ds2, nbc, 1, what);
+      free(dx1), free(ds1), free(dx2), free(ds2);
+    }
+    free(x), free(wt), free(dy), free(dyc), free(dwt), free(g), free(b), free(sv), free(y);
+    free(mean), free(rstd), free(sw), free(sb), free(sg), free(sgb);
+  }
 }
 
 /* ------------------------------------------------ whole NAFBlock check */
@@ -603,18 +764,18 @@ static void fw_naf(const void *ctx, double *const *in, double *out) {
   double *p = calloc(pn * c, sizeof(double)), *s = calloc(pn * c, sizeof(double));
   double *u = calloc(n * c, sizeof(double)), *v = calloc(n * c, sizeof(double));
   double *y = calloc(n * c, sizeof(double));
-  layernorm_64(in[0], n, c, P[N1W], P[N1B], o->eps, l1);
+  layernorm_64(in[0], n, c, P[N1W], P[N1B], 0, o->eps, l1);
   if (o->m1) mask_64(l1, o->m1, n, c, l1);
   conv1x1_64(l1, n, c, P[C1W], P[C1B], 2 * c, a);
-  dwconv_64(a, h, w, 2 * c, P[C2W], P[C2B], d);
+  dwconv_64(a, 1, h, w, 2 * c, P[C2W], P[C2B], d);
   if (o->m2) mask_64(d, o->m2, n, 2 * c, d);
   gate_64(d, n, c, t);
-  pool_64(t, h, w, c, o->window, p);
+  pool_64(t, 1, h, w, c, o->window, p);
   conv1x1_64(p, pn, c, P[SCW], P[SCB], c, s);
-  scale_64(t, s, !glob, n, c, u);
+  scale_64(t, s, glob ? 0 : 1, n, c, u);
   conv1x1_64(u, n, c, P[C3W], P[C3B], c, v);
   add_scaled_64(in[0], v, P[BETA], n, c, y);
-  layernorm_64(y, n, c, P[N2W], P[N2B], o->eps, l1);
+  layernorm_64(y, n, c, P[N2W], P[N2B], 0, o->eps, l1);
   conv1x1_64(l1, n, c, P[C4W], P[C4B], 2 * c, a);
   gate_64(a, n, c, t);
   conv1x1_64(t, n, c, P[C5W], P[C5B], c, v);
@@ -634,20 +795,20 @@ static void naf_grads(mdc_backend *be, const naf_ctx *o, float *const *P, const 
   float *dm = nan_buf(nc2), *t = nan_buf(nc), *p = nan_buf(pn * c), *s = nan_buf(pn * c);
   float *u = nan_buf(nc), *v = nan_buf(nc), *y = nan_buf(nc), *l2 = nan_buf(nc);
   float *e = nan_buf(nc2), *f = nan_buf(nc), *z = nan_buf(nc);
-  be->layernorm(be, x, n, c, P[N1W], P[N1B], o->eps, l1, mean1, rstd1);
+  be->layernorm(be, x, n, c, P[N1W], P[N1B], 0, o->eps, l1, mean1, rstd1);
   if (o->m1) be->mask_pixels(be, l1, o->m1, n, c, l1m);
   else memcpy(l1m, l1, nc * sizeof(float));
   be->conv1x1(be, l1m, n, c, P[C1W], P[C1B], 2 * c, a);
-  be->dwconv3x3(be, a, h, w, 2 * c, P[C2W], P[C2B], d);
+  be->dwconv3x3(be, a, 1, h, w, 2 * c, P[C2W], P[C2B], d);
   if (o->m2) be->mask_pixels(be, d, o->m2, n, 2 * c, dm);
   else memcpy(dm, d, nc2 * sizeof(float));
   be->simplegate(be, dm, n, c, t);
-  be->pool_mean(be, t, h, w, c, o->window, p);
+  be->pool_mean(be, t, 1, h, w, c, o->window, p);
   be->conv1x1(be, p, pn, c, P[SCW], P[SCB], c, s);
-  be->scale_channels(be, t, s, !glob, n, c, u);
+  be->scale_channels(be, t, s, glob ? 0 : 1, n, c, u);
   be->conv1x1(be, u, n, c, P[C3W], P[C3B], c, v);
   be->add_scaled(be, x, v, P[BETA], n, c, y);
-  be->layernorm(be, y, n, c, P[N2W], P[N2B], o->eps, l2, mean2, rstd2);
+  be->layernorm(be, y, n, c, P[N2W], P[N2B], 0, o->eps, l2, mean2, rstd2);
   be->conv1x1(be, l2, n, c, P[C4W], P[C4B], 2 * c, e);
   be->simplegate(be, e, n, c, f);
   be->conv1x1(be, f, n, c, P[C5W], P[C5B], c, z);
@@ -661,22 +822,22 @@ static void naf_grads(mdc_backend *be, const naf_ctx *o, float *const *P, const 
   be->conv1x1_backward(be, f, n, c, P[C5W], c, dz, df, dP[C5W], dP[C5B]);
   be->simplegate_backward(be, e, n, c, df, de);
   be->conv1x1_backward(be, l2, n, c, P[C4W], 2 * c, de, dl2, dP[C4W], dP[C4B]);
-  be->layernorm_backward(be, y, n, c, P[N2W], mean2, rstd2, dl2, dY, dP[N2W], dP[N2B]);
+  be->layernorm_backward(be, y, n, c, P[N2W], 0, mean2, rstd2, dl2, dY, dP[N2W], dP[N2B]);
   for (size_t i = 0; i < nc; i++) dY[i] += dout[i];
   be->add_scaled_backward(be, v, P[BETA], n, c, dY, dv, dP[BETA]); /* dx += dY */
   be->conv1x1_backward(be, u, n, c, P[C3W], c, dv, du, dP[C3W], dP[C3B]);
-  be->scale_channels_backward(be, t, s, !glob, n, c, du, dt, ds);
+  be->scale_channels_backward(be, t, s, glob ? 0 : 1, n, c, du, dt, ds);
   be->conv1x1_backward(be, p, pn, c, P[SCW], c, ds, dp, dP[SCW], dP[SCB]);
-  be->pool_mean_backward(be, h, w, c, o->window, dp, dt2);
+  be->pool_mean_backward(be, 1, h, w, c, o->window, dp, dt2);
   for (size_t i = 0; i < nc; i++) dt[i] += dt2[i];
   be->simplegate_backward(be, dm, n, c, dt, ddm);
   if (o->m2) be->mask_pixels(be, ddm, o->m2, n, 2 * c, dd);
   else memcpy(dd, ddm, nc2 * sizeof(float));
-  be->dwconv3x3_backward(be, a, h, w, 2 * c, P[C2W], dd, da, dP[C2W], dP[C2B]);
+  be->dwconv3x3_backward(be, a, 1, h, w, 2 * c, P[C2W], dd, da, dP[C2W], dP[C2B]);
   be->conv1x1_backward(be, l1m, n, c, P[C1W], 2 * c, da, dl1m, dP[C1W], dP[C1B]);
   if (o->m1) be->mask_pixels(be, dl1m, o->m1, n, c, dl1);
   else memcpy(dl1, dl1m, nc * sizeof(float));
-  be->layernorm_backward(be, x, n, c, P[N1W], mean1, rstd1, dl1, dx1, dP[N1W], dP[N1B]);
+  be->layernorm_backward(be, x, n, c, P[N1W], 0, mean1, rstd1, dl1, dx1, dP[N1W], dP[N1B]);
   for (size_t i = 0; i < nc; i++) dx[i] = dY[i] + dx1[i];
 
   float *bufs[] = {mean1, rstd1, mean2, rstd2, l1, l1m, a, d, dm, t, p, s, u, v, y, l2, e, f, z,
@@ -761,8 +922,8 @@ enum { K_CONV1X1, K_CONV3X3, K_CONV2X2, K_DWCONV, K_LN, K_GATE, K_POOL, K_SCALE,
 /* One backward call: inputs, and up to 3 outputs (accumulated ones start
  * from `start`, the others from NaN; a bit of `null_mask` passes NULL). */
 typedef struct bw_case {
-  int kind, h, w, c, cin, cout, window, per_pixel, null_mask, nout;
-  size_t n, out_n[3];
+  int kind, batch, h, w, c, cin, cout, window, null_mask, nout;
+  size_t n, every, out_n[3]; /* every: gb_every / s_every */
   const float *x, *wt, *dy, *g, *mean, *rstd, *s, *m;
   const float *start[3]; /* NULL: output overwritten */
 } bw_case;
@@ -775,21 +936,25 @@ static void bw_run(mdc_backend *be, const bw_case *k, float **out) {
       be->conv1x1_backward(be, k->x, k->n, k->cin, k->wt, k->cout, k->dy, o[0], o[1], o[2]);
       break;
     case K_CONV3X3:
-      be->conv3x3_backward(be, k->x, k->h, k->w, k->cin, k->wt, k->cout, k->dy, o[0], o[1], o[2]);
+      be->conv3x3_backward(be, k->x, k->batch, k->h, k->w, k->cin, k->wt, k->cout, k->dy, o[0],
+                           o[1], o[2]);
       break;
     case K_CONV2X2:
       be->conv2x2s2_backward(be, k->x, k->h, k->w, k->cin, k->wt, k->cout, k->dy, o[0], o[1], o[2]);
       break;
     case K_DWCONV:
-      be->dwconv3x3_backward(be, k->x, k->h, k->w, k->c, k->wt, k->dy, o[0], o[1], o[2]);
+      be->dwconv3x3_backward(be, k->x, k->batch, k->h, k->w, k->c, k->wt, k->dy, o[0], o[1], o[2]);
       break;
     case K_LN:
-      be->layernorm_backward(be, k->x, k->n, k->c, k->g, k->mean, k->rstd, k->dy, o[0], o[1], o[2]);
+      be->layernorm_backward(be, k->x, k->n, k->c, k->g, k->every, k->mean, k->rstd, k->dy, o[0],
+                             o[1], o[2]);
       break;
     case K_GATE: be->simplegate_backward(be, k->x, k->n, k->c, k->dy, o[0]); break;
-    case K_POOL: be->pool_mean_backward(be, k->h, k->w, k->c, k->window, k->dy, o[0]); break;
+    case K_POOL:
+      be->pool_mean_backward(be, k->batch, k->h, k->w, k->c, k->window, k->dy, o[0]);
+      break;
     case K_SCALE:
-      be->scale_channels_backward(be, k->x, k->s, k->per_pixel, k->n, k->c, k->dy, o[0], o[1]);
+      be->scale_channels_backward(be, k->x, k->s, k->every, k->n, k->c, k->dy, o[0], o[1]);
       break;
     case K_ADD: be->add_scaled_backward(be, k->x, k->s, k->n, k->c, k->dy, o[0], o[1]); break;
     case K_PS: be->pixelshuffle_backward(be, k->h, k->w, k->c, k->dy, o[0]); break;
@@ -851,38 +1016,47 @@ static void cmp_conv1x1(backends *B, size_t n, int cin, int cout, int null_mask)
   free(x), free(w), free(dy), free(s1), free(s2);
 }
 
-static void cmp_convk(backends *B, int h, int w, int cin, int cout, int stride2, int null_mask) {
+/* stride2: batch must be 1 (conv2x2s2 takes all rows as h) */
+static void cmp_convk(backends *B, int batch, int h, int w, int cin, int cout, int stride2,
+                      int null_mask) {
   char what[128];
   int taps = stride2 ? 4 : 9, oh = stride2 ? h / 2 : h, ow = stride2 ? w / 2 : w;
-  size_t nw = (size_t)taps * cin * cout;
-  float *x = rand_buf((size_t)h * w * cin, 1), *wt = rand_buf(nw, 1);
-  float *dy = rand_buf((size_t)oh * ow * cout, 1), *s1 = rand_buf(nw, 1), *s2 = rand_buf(cout, 1);
-  bw_case k = {.kind = stride2 ? K_CONV2X2 : K_CONV3X3, .h = h, .w = w, .cin = cin, .cout = cout,
-               .x = x, .wt = wt, .dy = dy, .nout = 3,
-               .out_n = {(size_t)h * w * cin, nw, (size_t)cout}, .start = {NULL, s1, s2},
+  size_t nw = (size_t)taps * cin * cout, nin = (size_t)batch * h * w * cin;
+  float *x = rand_buf(nin, 1), *wt = rand_buf(nw, 1);
+  float *dy = rand_buf((size_t)batch * oh * ow * cout, 1), *s1 = rand_buf(nw, 1);
+  float *s2 = rand_buf(cout, 1);
+  bw_case k = {.kind = stride2 ? K_CONV2X2 : K_CONV3X3, .batch = batch, .h = h, .w = w,
+               .cin = cin, .cout = cout, .x = x, .wt = wt, .dy = dy, .nout = 3,
+               .out_n = {nin, nw, (size_t)cout}, .start = {NULL, s1, s2},
                .null_mask = null_mask};
-  snprintf(what, sizeof what, "%s_backward %dx%d %d->%d null=%d", stride2 ? "conv2x2s2" : "conv3x3",
-           h, w, cin, cout, null_mask);
+  snprintf(what, sizeof what, "%s_backward batch %d %dx%d %d->%d null=%d",
+           stride2 ? "conv2x2s2" : "conv3x3", batch, h, w, cin, cout, null_mask);
   bw_compare(B, &k, what);
   free(x), free(wt), free(dy), free(s1), free(s2);
 }
 
-static void cmp_pointwise(backends *B, int h, int w, int c) {
+/* batch images of h x w (the pixel-wise entries see n = batch h w);
+ * LayerNorm's g / b and scale_channels' s also per image. */
+static void cmp_pointwise(backends *B, int batch, int h, int w, int c) {
   char what[128];
-  size_t n = (size_t)h * w, nc = n * c;
+  size_t hw = (size_t)h * w, n = batch * hw, nc = n * c, nbc = (size_t)batch * c;
   float *x = rand_buf(nc * 4, 1), *dy = rand_buf(nc * 4, 1), *wt = rand_buf((size_t)9 * c, 1);
-  float *g = rand_buf(c, 1), *b = rand_buf(c, 1), *sp = rand_buf(nc, 1), *m = mask_buf(n);
-  float *s9 = rand_buf((size_t)9 * c, 1), *sc1 = rand_buf(c, 1), *sc2 = rand_buf(c, 1);
+  float *g = rand_buf(nbc, 1), *b = rand_buf(nbc, 1), *sp = rand_buf(nc, 1), *m = mask_buf(n);
+  float *s9 = rand_buf((size_t)9 * c, 1), *sc1 = rand_buf(nbc, 1), *sc2 = rand_buf(nbc, 1);
   float *y = nan_buf(nc), *mean = nan_buf(n), *rstd = nan_buf(n);
+  float *mean_b = nan_buf(n), *rstd_b = nan_buf(n);
   for (size_t i = 0; i < n; i++) x[i * c] += 3.0f; /* a nonzero mean */
-  B->ref->layernorm(B->ref, x, n, c, g, b, 1e-6f, y, mean, rstd);
+  B->ref->layernorm(B->ref, x, n, c, g, b, 0, 1e-6f, y, mean, rstd);
+  B->ref->layernorm(B->ref, x, n, c, g, b, hw, 1e-6f, y, mean_b, rstd_b);
 
-  bw_case k = {.kind = K_DWCONV, .h = h, .w = w, .c = c, .x = x, .wt = wt, .dy = dy, .nout = 3,
-               .out_n = {nc, (size_t)9 * c, (size_t)c}, .start = {NULL, s9, sc1}};
-  snprintf(what, sizeof what, "dwconv3x3_backward %dx%d c=%d", h, w, c);
+  bw_case k = {.kind = K_DWCONV, .batch = batch, .h = h, .w = w, .c = c, .x = x, .wt = wt,
+               .dy = dy, .nout = 3, .out_n = {nc, (size_t)9 * c, (size_t)c},
+               .start = {NULL, s9, sc1}};
+  snprintf(what, sizeof what, "dwconv3x3_backward batch %d %dx%d c=%d", batch, h, w, c);
   bw_compare(B, &k, what);
   k.null_mask = 1 + 4 * (c & 1);
-  snprintf(what, sizeof what, "dwconv3x3_backward %dx%d c=%d null=%d", h, w, c, k.null_mask);
+  snprintf(what, sizeof what, "dwconv3x3_backward batch %d %dx%d c=%d null=%d", batch, h, w, c,
+           k.null_mask);
   bw_compare(B, &k, what);
 
   k = (bw_case){.kind = K_LN, .n = n, .c = c, .x = x, .g = g, .mean = mean, .rstd = rstd, .dy = dy,
@@ -892,6 +1066,18 @@ static void cmp_pointwise(backends *B, int h, int w, int c) {
   k.null_mask = c & 1 ? 6 : 1;
   snprintf(what, sizeof what, "layernorm_backward %dx%d c=%d null=%d", h, w, c, k.null_mask);
   bw_compare(B, &k, what);
+  if (batch > 1) { /* one row of g / b per image */
+    k = (bw_case){.kind = K_LN, .n = n, .c = c, .every = hw, .x = x, .g = g, .mean = mean_b,
+                  .rstd = rstd_b, .dy = dy, .nout = 3, .out_n = {nc, nbc, nbc},
+                  .start = {NULL, sc1, sc2}};
+    snprintf(what, sizeof what, "layernorm_backward batch %d %dx%d c=%d gb_every=%zu", batch, h,
+             w, c, hw);
+    bw_compare(B, &k, what);
+    k.null_mask = c & 1 ? 6 : 1;
+    snprintf(what, sizeof what, "layernorm_backward batch %d %dx%d c=%d gb_every=%zu null=%d",
+             batch, h, w, c, hw, k.null_mask);
+    bw_compare(B, &k, what);
+  }
 
   k = (bw_case){.kind = K_GATE, .n = n, .c = c, .x = x, .dy = dy, .nout = 1, .out_n = {2 * nc}};
   snprintf(what, sizeof what, "simplegate_backward %dx%d c=%d", h, w, c);
@@ -901,28 +1087,33 @@ static void cmp_pointwise(backends *B, int h, int w, int c) {
   snprintf(what, sizeof what, "mask_pixels %dx%d c=%d", h, w, c);
   bw_compare(B, &k, what);
 
-  for (int pp = 0; pp < 2; pp++) {
-    k = (bw_case){.kind = K_SCALE, .n = n, .c = c, .x = x, .s = pp ? sp : g, .per_pixel = pp,
-                  .dy = dy, .nout = 2, .out_n = {nc, pp ? nc : (size_t)c}};
-    snprintf(what, sizeof what, "scale_channels_backward %dx%d c=%d per_pixel=%d", h, w, c, pp);
+  const size_t everys[3] = {0, 1, hw}; /* one row of s, per pixel, per image */
+  for (int e = 0; e < (batch > 1 ? 3 : 2); e++) {
+    size_t ns = (everys[e] == 1 ? n : everys[e] ? (size_t)batch : 1) * c;
+    k = (bw_case){.kind = K_SCALE, .n = n, .c = c, .x = x, .s = everys[e] == 1 ? sp : g,
+                  .every = everys[e], .dy = dy, .nout = 2, .out_n = {nc, ns}};
+    snprintf(what, sizeof what, "scale_channels_backward batch %d %dx%d c=%d s_every=%zu", batch,
+             h, w, c, everys[e]);
     bw_compare(B, &k, what);
   }
   k = (bw_case){.kind = K_ADD, .n = n, .c = c, .x = x, .s = g, .dy = dy, .nout = 2,
                 .out_n = {nc, (size_t)c}, .start = {NULL, sc1}};
   snprintf(what, sizeof what, "add_scaled_backward %dx%d c=%d", h, w, c);
   bw_compare(B, &k, what);
-  k = (bw_case){.kind = K_PS, .h = h, .w = w, .c = c, .dy = dy, .nout = 1, .out_n = {4 * nc}};
-  snprintf(what, sizeof what, "pixelshuffle_backward %dx%d c=%d", h, w, c);
+  k = (bw_case){.kind = K_PS, .h = batch * h, .w = w, .c = c, .dy = dy, .nout = 1,
+                .out_n = {4 * nc}};
+  snprintf(what, sizeof what, "pixelshuffle_backward %dx%d c=%d", batch * h, w, c);
   bw_compare(B, &k, what);
   for (int win = 0; win < 6; win += 3) {
     int glob = pool_global(h, w, win);
-    k = (bw_case){.kind = K_POOL, .h = h, .w = w, .c = c, .window = win, .dy = dy, .nout = 1,
-                  .out_n = {nc}};
-    snprintf(what, sizeof what, "pool_mean_backward %dx%d c=%d window=%d%s", h, w, c, win, glob ? " (global)" : "");
+    k = (bw_case){.kind = K_POOL, .batch = batch, .h = h, .w = w, .c = c, .window = win, .dy = dy,
+                  .nout = 1, .out_n = {nc}};
+    snprintf(what, sizeof what, "pool_mean_backward batch %d %dx%d c=%d window=%d%s", batch, h, w,
+             c, win, glob ? " (global)" : "");
     bw_compare(B, &k, what);
   }
   free(x), free(dy), free(wt), free(g), free(b), free(sp), free(m), free(s9), free(sc1), free(sc2);
-  free(y), free(mean), free(rstd);
+  free(y), free(mean), free(rstd), free(mean_b), free(rstd_b);
 }
 
 static void test_avx2_vs_scalar(backends *B) {
@@ -937,23 +1128,37 @@ static void test_avx2_vs_scalar(backends *B) {
   static const int io[][2] = {{3, 16}, {16, 3}, {5, 7}, {1, 1}};
   for (size_t s = 0; s < NSIZES; s += 2)
     for (size_t k = 0; k < sizeof io / sizeof *io; k++) {
-      cmp_convk(B, sizes[s][0], sizes[s][1], io[k][0], io[k][1], 0, 0);
-      cmp_convk(B, sizes[s][0] + (sizes[s][0] & 1), sizes[s][1] + (sizes[s][1] & 1), io[k][0], io[k][1], 1, 0);
+      cmp_convk(B, 1, sizes[s][0], sizes[s][1], io[k][0], io[k][1], 0, 0);
+      cmp_convk(B, 1, sizes[s][0] + (sizes[s][0] & 1), sizes[s][1] + (sizes[s][1] & 1), io[k][0],
+                io[k][1], 1, 0);
     }
   /* long rows (chunks), many rows (groups), more channels */
   static const int kbig[][4] = {{6, 300, 16, 32}, {140, 6, 3, 16}, {8, 10, 33, 17}, {12, 12, 32, 3}};
   for (size_t i = 0; i < sizeof kbig / sizeof *kbig; i++) {
     for (int nm = 0; nm < 7; nm += 3) { /* all outputs, dx only (dw, db NULL), dw only */
-      cmp_convk(B, kbig[i][0], kbig[i][1], kbig[i][2], kbig[i][3], 0, nm == 6 ? 5 : nm);
-      cmp_convk(B, kbig[i][0], kbig[i][1], kbig[i][2], kbig[i][3], 1, nm == 6 ? 5 : nm);
+      cmp_convk(B, 1, kbig[i][0], kbig[i][1], kbig[i][2], kbig[i][3], 0, nm == 6 ? 5 : nm);
+      cmp_convk(B, 1, kbig[i][0], kbig[i][1], kbig[i][2], kbig[i][3], 1, nm == 6 ? 5 : nm);
     }
   }
   for (size_t s = 0; s < NSIZES; s++)
-    for (size_t k = 0; k < NCHANS; k++) cmp_pointwise(B, sizes[s][0], sizes[s][1], chans[k]);
+    for (size_t k = 0; k < NCHANS; k++) cmp_pointwise(B, 1, sizes[s][0], sizes[s][1], chans[k]);
   /* several row blocks, long rows, many pixels */
-  cmp_pointwise(B, 150, 7, 16);
-  cmp_pointwise(B, 3, 700, 5);
-  cmp_pointwise(B, 64, 80, 32);
+  cmp_pointwise(B, 1, 150, 7, 16);
+  cmp_pointwise(B, 1, 3, 700, 5);
+  cmp_pointwise(B, 1, 64, 80, 32);
+  /* batches: awkward sizes; more rows than weight-gradient groups (64),
+   * so that groups span image borders; images of one pixel */
+  static const int bio[][2] = {{3, 5}, {5, 17}, {17, 3}, {16, 16}};
+  for (size_t k = 0; k < sizeof bio / sizeof *bio; k++)
+    for (int nm = 0; nm < 7; nm += 3)
+      cmp_convk(B, 3, 5, 7, bio[k][0], bio[k][1], 0, nm == 6 ? 5 : nm);
+  cmp_convk(B, 8, 12, 12, 16, 16, 0, 0);
+  cmp_convk(B, 5, 1, 1, 5, 3, 0, 0);
+  static const int bcs[] = {3, 5, 17};
+  for (int k = 0; k < 3; k++) cmp_pointwise(B, 3, 5, 7, bcs[k]);
+  cmp_pointwise(B, 8, 12, 12, 16);
+  cmp_pointwise(B, 5, 1, 1, 5);
+  cmp_pointwise(B, 3, 40, 30, 16); /* several LayerNorm tasks per image */
 }
 
 /* The composed NAFBlock backward on AVX2 against the scalar one. */
@@ -999,17 +1204,17 @@ static void test_avx2_accumulate(mdc_backend *be) {
     free(once[0]), free(once[1]);
     once[0] = zero_buf(cin), once[1] = zero_buf(cin);
     sz[0] = sz[1] = (size_t)cin;
-    be->layernorm_backward(be, x, n, cin, g, mean, rstd, x, NULL, once[0], once[1]);
+    be->layernorm_backward(be, x, n, cin, g, 0, mean, rstd, x, NULL, once[0], once[1]);
     snprintf(what, sizeof what, "%s layernorm_backward n=%zu c=%d", be->name, n, cin);
-    ACCUM_CHECK(what, 2, once, sz, be->layernorm_backward(be, x, n, cin, g, mean, rstd, x, NULL, acc_[0], acc_[1]));
+    ACCUM_CHECK(what, 2, once, sz, be->layernorm_backward(be, x, n, cin, g, 0, mean, rstd, x, NULL, acc_[0], acc_[1]));
     int h = (int)(n / 37), ww = 37; /* dwconv on h * 37 <= n pixels */
     free(once[1]);
     once[1] = zero_buf(cin);
-    be->dwconv3x3_backward(be, x, h, ww, cin, w, dy, NULL, once[2], once[1]);
+    be->dwconv3x3_backward(be, x, 1, h, ww, cin, w, dy, NULL, once[2], once[1]);
     float *o2[2] = {once[2], once[1]};
     size_t s2[2] = {(size_t)9 * cin, (size_t)cin};
     snprintf(what, sizeof what, "%s dwconv3x3_backward %dx%d c=%d", be->name, h, ww, cin);
-    ACCUM_CHECK(what, 2, o2, s2, be->dwconv3x3_backward(be, x, h, ww, cin, w, dy, NULL, acc_[0], acc_[1]));
+    ACCUM_CHECK(what, 2, o2, s2, be->dwconv3x3_backward(be, x, 1, h, ww, cin, w, dy, NULL, acc_[0], acc_[1]));
     for (int q = 0; q < 3; q++) free(once[q]);
     free(x), free(w), free(dy), free(g), free(mean), free(rstd);
   }
@@ -1180,7 +1385,7 @@ static int bench(void) {
   float *mean = zero_buf(n), *rstd = zero_buf(n), *y = zero_buf(n * 2 * c);
   float *dg = zero_buf(9 * 2 * c), *db = zero_buf(2 * c), *m = mask_buf(n);
   float *pm = zero_buf(n * 2 * c), *pv = zero_buf(n * 2 * c);
-  sc->layernorm(sc, x, n, c, g, b, 1e-6f, y, mean, rstd);
+  sc->layernorm(sc, x, n, c, g, b, 0, 1e-6f, y, mean, rstd);
   float *x3 = rand_buf(n * 3, 1), *w3 = rand_buf(9 * 16 * 32, 1), *dy3 = rand_buf(n * 3, 1);
   float *dw3 = zero_buf(9 * 16 * 32), *db3 = zero_buf(32);
   for (int e = 0; e < 13; e++) {
@@ -1198,18 +1403,18 @@ static int bench(void) {
       for (int r = 0; r < 5; r++) {
         double t0 = now();
         switch (e) {
-          case 0: be->layernorm_backward(be, x, n, c, g, mean, rstd, dy, dx, dg, db); break;
-          case 1: be->dwconv3x3_backward(be, x, 256, 256, 2 * c, wt, dy, dx, dg, db); break;
+          case 0: be->layernorm_backward(be, x, n, c, g, 0, mean, rstd, dy, dx, dg, db); break;
+          case 1: be->dwconv3x3_backward(be, x, 1, 256, 256, 2 * c, wt, dy, dx, dg, db); break;
           case 2: be->simplegate_backward(be, x, n, c, dy, dx); break;
           case 3: be->mask_pixels(be, x, m, n, 2 * c, dx); break;
           case 4: (void)be->l1_loss(be, x, dy, n * 3, 1.0f, dx); break;
           case 5: be->adamw_step(be, dx, dy, pm, pv, n * 2 * c, 1e-3f, 0.9f, 0.999f, 1e-8f, 0.01f, 1); break;
-          case 6: be->conv3x3_backward(be, x3, 256, 256, 3, w3, 16, dy, NULL, dw3, db3); break;
-          case 7: be->conv3x3_backward(be, x, 256, 256, 16, w3, 3, dy3, dx, dw3, db3); break;
+          case 6: be->conv3x3_backward(be, x3, 1, 256, 256, 3, w3, 16, dy, NULL, dw3, db3); break;
+          case 7: be->conv3x3_backward(be, x, 1, 256, 256, 16, w3, 3, dy3, dx, dw3, db3); break;
           case 8: be->conv2x2s2_backward(be, x, 256, 256, 16, w3, 32, dy, dx, dw3, db3); break;
           case 9: be->scale_channels_backward(be, x, g, 0, n, c, dy, dx, db); break;
           case 10: be->add_scaled_backward(be, x, g, n, c, dy, dx, db); break;
-          case 11: be->pool_mean_backward(be, 256, 256, c, 0, dy, dx); break;
+          case 11: be->pool_mean_backward(be, 1, 256, 256, c, 0, dy, dx); break;
           case 12: be->pixelshuffle_backward(be, 128, 128, 16, dy, dx); break;
         }
         double t = now() - t0;
@@ -1246,6 +1451,7 @@ int main(int argc, char **argv) {
   check(has_training_entries(B.ref), "scalar backend has every training entry");
 
   test_gradients(B.ref);
+  test_batch_vs_images(B.ref);
   test_nafblock_gradients(B.ref);
   test_l1(B.ref, NULL);
   test_adamw(B.ref, NULL);
@@ -1259,6 +1465,7 @@ int main(int argc, char **argv) {
     if (ok) {
       check(has_training_entries(B.fast[0]), "avx2 backend has every training entry");
       test_gradients(B.fast[1]);
+      test_batch_vs_images(B.fast[1]);
       test_nafblock_gradients(B.fast[1]);
       test_avx2_vs_scalar(&B);
       test_avx2_nafblock(&B);

@@ -4,9 +4,11 @@
  * nafblock_forward, failure reporting and the dlopen loader.
  *
  * Inputs are random, sizes awkward (1, 2, 7, 33, 130; channels 3, 5, 16,
- * 48; n up to past the backend's 2^20-row chunks), outputs poisoned with
- * NaN first, and gradients start from random values on both sides (they
- * accumulate).  Every group prints its largest error.
+ * 48; n up to past the backend's 2^20-row chunks; conv3x3 batches of 2 to
+ * 5 images, each image offset by its index so that padding or sums taken
+ * across an image border show), outputs poisoned with NaN first, and
+ * gradients start from random values on both sides (they accumulate).
+ * Every group prints its largest error.
  *
  * Tolerances, as ct_rel_err measures (max |got - ref| / (1 + max |ref|)):
  *   strict fp32  1e-5: only the summation order differs from the CPU.
@@ -243,33 +245,44 @@ static void test_conv1x1(const mode *m) {
 /* ---------------------------------------------- conv3x3 / conv2x2s2 */
 
 typedef struct kshape {
-  int ks, h, w, cin, cout; /* ks 3: conv3x3; ks 2: conv2x2s2 */
+  int ks;                 /* 3: conv3x3; 2: conv2x2s2 */
+  int n, h, w, cin, cout; /* n: batch (conv3x3; conv2x2s2 has none: 1) */
 } kshape;
 
 static const char *kname(int ks) { return ks == 3 ? "conv3x3" : "conv2x2s2"; }
 static int kout(int ks, int v) { return ks == 3 ? v : v / 2; }
 
+/* Random input of a batch: image i is offset by i, so that a padding
+ * value or a sum taken from the neighbouring image is far off. */
+static float *rnd_batch(const kshape *s) {
+  size_t image = (size_t)s->h * s->w * s->cin;
+  float *x = rnd(s->n * image, 1.0f);
+  for (size_t i = 0; i < s->n * image; i++) x[i] += (float)(i / image);
+  return x;
+}
+
 /* off 1 places every tensor 4 bytes past a 16-byte boundary. */
 static void convk_forward_case(const mode *m, kshape s, int bias, int off) {
   mdc_backend *g = m->gpu;
   blocks B = {.gpu = g};
-  size_t nx = (size_t)s.h * s.w * s.cin, ny = (size_t)kout(s.ks, s.h) * kout(s.ks, s.w) * s.cout;
+  size_t nx = (size_t)s.n * s.h * s.w * s.cin;
+  size_t ny = (size_t)s.n * kout(s.ks, s.h) * kout(s.ks, s.w) * s.cout;
   size_t nw = (size_t)s.ks * s.ks * s.cin * s.cout;
-  float *x = rnd(nx, 1.0f), *w = rnd(nw, 1.0f / sqrtf((float)(s.ks * s.ks * s.cin)));
+  float *x = rnd_batch(&s), *w = rnd(nw, 1.0f / sqrtf((float)(s.ks * s.ks * s.cin)));
   float *b = bias ? rnd((size_t)s.cout, 0.5f) : NULL, *y = malloc((ny ? ny : 1) * sizeof(float));
   if (s.ks == 3)
-    ref->conv3x3(ref, x, s.h, s.w, s.cin, w, b, s.cout, y);
+    ref->conv3x3(ref, x, s.n, s.h, s.w, s.cin, w, b, s.cout, y);
   else
     ref->conv2x2s2(ref, x, s.h, s.w, s.cin, w, b, s.cout, y);
   float *gy = dev_at(&B, NULL, ny, off), *gx = dev_at(&B, x, nx, off), *gw = dev_at(&B, w, nw, off);
   float *gb = b ? dev_at(&B, b, (size_t)s.cout, off) : NULL;
   if (s.ks == 3)
-    g->conv3x3(g, gx, s.h, s.w, s.cin, gw, gb, s.cout, gy);
+    g->conv3x3(g, gx, s.n, s.h, s.w, s.cin, gw, gb, s.cout, gy);
   else
     g->conv2x2s2(g, gx, s.h, s.w, s.cin, gw, gb, s.cout, gy);
   char what[128];
-  snprintf(what, sizeof what, "%s %dx%dx%d->%d %s%s [%s]", kname(s.ks), s.h, s.w, s.cin, s.cout,
-           bias ? "bias" : "no bias", off ? " misaligned" : "", m->label);
+  snprintf(what, sizeof what, "%s %dx%dx%dx%d->%d %s%s [%s]", kname(s.ks), s.n, s.h, s.w, s.cin,
+           s.cout, bias ? "bias" : "no bias", off ? " misaligned" : "", m->label);
   check_close(g, what, gy, y, ny, m->tol);
   ct_sync_ok(g, what);
   blocks_free(&B);
@@ -280,15 +293,15 @@ static void convk_forward_case(const mode *m, kshape s, int bias, int off) {
 static void convk_backward_case(const mode *m, kshape s, int flags, int off) {
   mdc_backend *g = m->gpu;
   blocks B = {.gpu = g};
-  size_t npix = (size_t)kout(s.ks, s.h) * kout(s.ks, s.w);
-  size_t nx = (size_t)s.h * s.w * s.cin, ny = npix * s.cout;
+  size_t npix = (size_t)s.n * kout(s.ks, s.h) * kout(s.ks, s.w); /* the whole batch */
+  size_t nx = (size_t)s.n * s.h * s.w * s.cin, ny = npix * s.cout;
   size_t nw = (size_t)s.ks * s.ks * s.cin * s.cout;
-  float *x = rnd(nx, 1.0f), *w = rnd(nw, 1.0f / sqrtf((float)(s.ks * s.ks * s.cin)));
+  float *x = rnd_batch(&s), *w = rnd(nw, 1.0f / sqrtf((float)(s.ks * s.ks * s.cin)));
   float *dy = rnd(ny, 1.0f), *dw0 = rnd(nw, 1.0f), *db0 = rnd((size_t)s.cout, 1.0f);
   float *dx = malloc(nx * sizeof(float)), *dw = copy_of(dw0, nw), *db = copy_of(db0, (size_t)s.cout);
   float *rdx = flags & 1 ? dx : NULL, *rdw = flags & 2 ? dw : NULL, *rdb = flags & 4 ? db : NULL;
   if (s.ks == 3)
-    ref->conv3x3_backward(ref, x, s.h, s.w, s.cin, w, s.cout, dy, rdx, rdw, rdb);
+    ref->conv3x3_backward(ref, x, s.n, s.h, s.w, s.cin, w, s.cout, dy, rdx, rdw, rdb);
   else
     ref->conv2x2s2_backward(ref, x, s.h, s.w, s.cin, w, s.cout, dy, rdx, rdw, rdb);
   float *gdx = flags & 1 ? dev_at(&B, NULL, nx, off) : NULL;
@@ -296,12 +309,12 @@ static void convk_backward_case(const mode *m, kshape s, int flags, int off) {
   float *gdb = flags & 4 ? dev_at(&B, db0, (size_t)s.cout, off) : NULL;
   float *gx = dev_at(&B, x, nx, off), *gw = dev_at(&B, w, nw, off), *gdy = dev_at(&B, dy, ny, off);
   if (s.ks == 3)
-    g->conv3x3_backward(g, gx, s.h, s.w, s.cin, gw, s.cout, gdy, gdx, gdw, gdb);
+    g->conv3x3_backward(g, gx, s.n, s.h, s.w, s.cin, gw, s.cout, gdy, gdx, gdw, gdb);
   else
     g->conv2x2s2_backward(g, gx, s.h, s.w, s.cin, gw, s.cout, gdy, gdx, gdw, gdb);
   char what[128];
-  snprintf(what, sizeof what, "%s_backward %dx%dx%d->%d flags %d%s [%s]", kname(s.ks), s.h, s.w,
-           s.cin, s.cout, flags, off ? " misaligned" : "", m->label);
+  snprintf(what, sizeof what, "%s_backward %dx%dx%dx%d->%d flags %d%s [%s]", kname(s.ks), s.n,
+           s.h, s.w, s.cin, s.cout, flags, off ? " misaligned" : "", m->label);
   if (gdx) check_close(g, what, gdx, dx, nx, m->tol);
   if (gdw) check_close(g, what, gdw, dw, nw, reduce_tol(m->tol, npix));
   if (gdb) check_close(g, what, gdb, db, (size_t)s.cout, reduce_tol(m->tol, npix));
@@ -310,13 +323,21 @@ static void convk_backward_case(const mode *m, kshape s, int flags, int off) {
   free(x), free(w), free(dy), free(dw0), free(db0), free(dx), free(dw), free(db);
 }
 
+/* conv3x3: single images, then batches (the last one also misaligned).
+ * 5x7x3->5 runs with batch 1, 3, 2 in a row: the descriptor cache must
+ * tell them apart (a stale N leaves images unwritten, i.e. NaN). */
 static const kshape k3_shapes[] = {
-    {3, 1, 1, 3, 16},   {3, 2, 7, 5, 48},      {3, 7, 33, 16, 3},    {3, 33, 7, 48, 5},
-    {3, 130, 130, 3, 16}, {3, 130, 33, 16, 16}, {3, 33, 130, 16, 48}, {3, 130, 130, 16, 3},
+    {3, 1, 1, 1, 3, 16},     {3, 1, 2, 7, 5, 48},     {3, 1, 7, 33, 16, 3},
+    {3, 1, 33, 7, 48, 5},    {3, 1, 130, 130, 3, 16}, {3, 1, 130, 33, 16, 16},
+    {3, 1, 33, 130, 16, 48}, {3, 1, 130, 130, 16, 3}, {3, 1, 5, 7, 3, 5},
+    {3, 3, 5, 7, 3, 5},      {3, 2, 5, 7, 3, 5},      {3, 3, 5, 7, 33, 16},
+    {3, 4, 1, 1, 5, 3},      {3, 5, 2, 130, 3, 16},   {3, 2, 33, 7, 16, 48},
+    {3, 16, 32, 32, 16, 16}, {3, 3, 7, 5, 17, 33},
 };
+/* conv2x2s2 has no batch: callers pass h = batch * image height */
 static const kshape k2_shapes[] = {
-    {2, 2, 2, 3, 16},   {2, 2, 34, 5, 48},  {2, 34, 2, 16, 3},
-    {2, 130, 130, 16, 32}, {2, 8, 130, 48, 5}, {2, 34, 34, 3, 3},
+    {2, 1, 2, 2, 3, 16},      {2, 1, 2, 34, 5, 48}, {2, 1, 34, 2, 16, 3},
+    {2, 1, 130, 130, 16, 32}, {2, 1, 8, 130, 48, 5}, {2, 1, 34, 34, 3, 3},
 };
 #define N_K3 (sizeof k3_shapes / sizeof k3_shapes[0])
 #define N_K2 (sizeof k2_shapes / sizeof k2_shapes[0])
@@ -333,6 +354,8 @@ static void test_convk(const mode *m, const kshape *shapes, size_t count, const 
   for (size_t i = 0; i < count; i++) convk_backward_case(m, shapes[i], 7, 0);
   convk_backward_case(m, shapes[2], 6, 0); /* no dx */
   convk_backward_case(m, shapes[3], 1, 0); /* dx only */
+  convk_backward_case(m, shapes[count - 2], 6, 0); /* no dx (conv3x3: a batch) */
+  convk_backward_case(m, shapes[count - 3], 5, 0); /* no dw (conv3x3: a batch) */
   convk_backward_case(m, shapes[1], 7, 1);
   convk_backward_case(m, shapes[count - 1], 7, 1);
   group_report(m);
@@ -407,12 +430,25 @@ static void test_failure_report(void) {
   char msg[512] = "";
   mdc_backend *g = ct_backend_or_skip(1);
   float *buf = mdc_be_alloc(g, 1024);
-  g->conv3x3(g, buf, 70000, 70000, 1, buf, NULL, 1, buf);
+  g->conv3x3(g, buf, 1, 70000, 70000, 1, buf, NULL, 1, buf);
   int rc = mdc_be_sync(g, msg, sizeof msg);
   ct_check(rc == -1, "an impossible conv3x3 was not reported (sync returned %d)", rc);
   ct_check(strstr(msg, "conv3x3 70000x70000x1->1") != NULL,
            "the failure message does not name the entry and shape: \"%s\"", msg);
   ct_check(mdc_be_sync(g, NULL, 0) == -1, "the failure did not stay");
+  printf("failure report: \"%s\"\n", msg);
+  mdc_be_free(g, buf);
+  mdc_backend_free(g);
+
+  /* the limit counts the whole batch: 40000 images of 256 x 256 pass
+   * cuDNN's int dimensions one by one but not as one tensor */
+  g = ct_backend_or_skip(1);
+  buf = mdc_be_alloc(g, 1024);
+  g->conv3x3(g, buf, 40000, 256, 256, 1, buf, NULL, 1, buf);
+  rc = mdc_be_sync(g, msg, sizeof msg);
+  ct_check(rc == -1, "an impossible batched conv3x3 was not reported (sync returned %d)", rc);
+  ct_check(strstr(msg, "conv3x3 40000x256x256x1->1") != NULL,
+           "the failure message does not name the batch and shape: \"%s\"", msg);
   printf("failure report: \"%s\"\n", msg);
   mdc_be_free(g, buf);
   mdc_backend_free(g);

@@ -210,6 +210,7 @@ static void check_training(int masked) {
   }
   tr_net t[2];
   mdc_backend *be[2] = {cpu, gpu};
+  enum { NB = 3 };
   int crop = 32;
   for (int k = 0; k < 2; k++) {
     mdc_weights w;
@@ -217,25 +218,35 @@ static void check_training(int masked) {
     mdc_weights_init_random(&w, &arch, 21, 0.5f, NULL);
     mdc_net_init(&net, &w, NULL);
     mdc_weights_clear(&w);
-    if (tr_net_init(&t[k], &net, crop, be[k], msg, sizeof msg) != 0) {
+    if (tr_net_init(&t[k], &net, crop, NB, be[k], msg, sizeof msg) != 0) {
       CHECK(0, "tr_net_init: %s", msg);
       return;
     }
   }
-  size_t px = (size_t)crop * crop * 3, np = t[0].num_params;
-  float *in = tu_test_image(crop, crop, 3, 31), *clean = tu_test_image(crop, crop, 3, 32);
-  unsigned char mask[64]; /* (crop >> levels)^2 = 8 x 8 patches of 4 x 4 px */
-  for (int i = 0; i < 64; i++) mask[i] = (i * 5) % 3 != 0;
-  float cond[4] = {0.1f, 0.6f, 0.2f, 0.1f};
-  double loss[2], dlog[2][4];
+  /* three crops in one pass, each with its own mask and class weights (the
+   * last in auto mode) */
+  size_t px = (size_t)NB * crop * crop * 3, np = t[0].num_params;
+  float *in[NB], *clean[NB];
+  unsigned char mask[NB][64]; /* (crop >> levels)^2 = 8 x 8 patches of 4 x 4 px */
+  float cond[NB][4] = {{0.1f, 0.6f, 0.2f, 0.1f}, {0, 0, 1, 0}, {0}};
+  const float *cin[NB], *cclean[NB], *ccond[NB];
+  const unsigned char *cmask[NB];
+  for (int i = 0; i < NB; i++) {
+    in[i] = tu_test_image(crop, crop, 3, 31 + 2 * i);
+    clean[i] = tu_test_image(crop, crop, 3, 32 + 2 * i);
+    for (int p = 0; p < 64; p++) mask[i][p] = (p * 5 + i) % 3 != 0;
+    cin[i] = in[i], cclean[i] = clean[i], cmask[i] = mask[i];
+    ccond[i] = i == NB - 1 ? NULL : cond[i];
+  }
+  double loss[2], dlog[2][NB * 4];
   float *grads[2], *params[2], *outs[2];
   for (int k = 0; k < 2; k++) {
     tr_net_zero_grad(&t[k]);
-    tr_net_forward(&t[k], be[k], in, masked ? mask : NULL, cond, 1);
+    tr_net_forward(&t[k], be[k], NB, cin, masked ? cmask : NULL, ccond, 1);
     outs[k] = malloc(px * sizeof(float));
     memcpy(outs[k], tr_net_output(&t[k]), px * sizeof(float));
-    loss[k] = tr_net_restoration_loss(&t[k], clean, 1, 1e-8, 1.0f);
-    for (int q = 0; q < 4; q++) dlog[k][q] = 0.1 * (q + 1) - 0.25;
+    loss[k] = tr_net_restoration_loss(&t[k], cclean, 1, 1e-8, 1.0f);
+    for (int q = 0; q < NB * 4; q++) dlog[k][q] = 0.1 * (q % 4 + 1) - 0.25 + 0.05 * (q / 4);
     tr_net_backward(&t[k], be[k], t[k].d_out, dlog[k]);
     grads[k] = malloc(np * sizeof(float));
     tr_net_download(&t[k], grads[k], t[k].grad, np);
@@ -246,7 +257,7 @@ static void check_training(int masked) {
   for (size_t i = 0; i < np; i++) gmax = fmax(gmax, fabs(grads[0][i]));
   gerr = max_abs_diff(grads[0], grads[1], np) / (gmax > 0 ? gmax : 1);
   double lerr = 0;
-  for (int q = 0; q < 4; q++) lerr = fmax(lerr, fabs(t[0].logits[q] - t[1].logits[q]));
+  for (int q = 0; q < NB * 4; q++) lerr = fmax(lerr, fabs(t[0].logits[q] - t[1].logits[q]));
   /* one AdamW step on each side */
   float *m[2], *v[2];
   for (int k = 0; k < 2; k++) {
@@ -275,7 +286,7 @@ static void check_training(int masked) {
     free(outs[k]), free(grads[k]), free(params[k]);
     tr_net_free(&t[k]);
   }
-  free(in), free(clean);
+  for (int i = 0; i < NB; i++) free(in[i]), free(clean[i]);
   mdc_backend_free(cpu);
   mdc_backend_free(gpu);
 }

@@ -18,6 +18,17 @@
  * Vectorized paths (c a multiple of 4, 16-byte aligned) are also run on
  * buffers shifted by one float, which takes the scalar fallback.
  *
+ * Batches: the entries with a batch (dwconv3x3, pool_mean) or per-image
+ * parameter rows (layernorm's gb_every, scale_channels' s_every) are also
+ * run on several images of awkward sizes (e.g. 3 images of 5 x 7) with
+ * random values in every image and every row, so that mixing images
+ * (padding across a border, a mean over two images, a row's sum landing in
+ * the next row) shows up as an error against the reference.
+ *
+ * Sums over pixels (parameter gradients, global means) must also give the
+ * same bits when run twice: the "deterministic" group (on a GPU, where the
+ * order in which blocks run varies).
+ *
  * Prints one line per entry with the worst error.  Without a usable GPU it
  * prints SKIP and exits 77. */
 #include <math.h>
@@ -36,7 +47,7 @@ static mdc_backend *gpu, *cpu;
 
 /* ------------------------------------------------------- bookkeeping */
 
-#define MAX_STATS 48
+#define MAX_STATS 64
 static struct {
   const char *name;
   double worst, tol;
@@ -169,50 +180,72 @@ static const int IMG_C[] = {1, 3, 16, 33};
 
 /* ------------------------------------------------------------ layernorm */
 
-static void test_layernorm_case(size_t n, int c) {
-  const float eps = 1e-5f;
-  buf x = buf_rand(n * c, 1.0f, 3.0f); /* mean far from 0: tests the two-pass */
-  buf g = buf_rand(c, 1.0f, 0.0f), b = buf_rand(c, 1.0f, 0.0f);
-  buf y = buf_nan(n * c), mean = buf_nan(n), rstd = buf_nan(n), y2 = buf_nan(n * c);
-  cpu->layernorm(cpu, x.h, n, c, g.h, b.h, eps, y.h, mean.h, rstd.h);
-  gpu->layernorm(gpu, x.d, n, c, g.d, b.d, eps, y.d, mean.d, rstd.d);
-  check_buf("layernorm", &y, TOL_EW, "y n=%zu c=%d", n, c);
-  check_buf("layernorm", &mean, TOL_EW, "mean n=%zu c=%d", n, c);
-  check_buf("layernorm", &rstd, TOL_EW, "rstd n=%zu c=%d", n, c);
-  gpu->layernorm(gpu, x.d, n, c, g.d, b.d, eps, y2.d, NULL, NULL);
-  memcpy(y2.h, y.h, n * c * sizeof(float));
-  check_buf("layernorm", &y2, TOL_EW, "y (no stats) n=%zu c=%d", n, c);
+/* Rows of per-image parameters for n pixels, one per `every` (0: one row). */
+static size_t rows_of(size_t n, size_t every) { return every ? (n + every - 1) / every : 1; }
 
-  /* backward, from the CPU's statistics on both sides */
+/* every: gb_every (0: one row of g and b; h * w: one row per image) */
+static void test_layernorm_case(size_t n, int c, size_t every) {
+  const float eps = 1e-5f;
+  const size_t rows = rows_of(n, every);
+  buf x = buf_rand(n * c, 1.0f, 3.0f); /* mean far from 0: tests the two-pass */
+  buf g = buf_rand(rows * c, 1.0f, 0.0f), b = buf_rand(rows * c, 1.0f, 0.0f);
+  buf y = buf_nan(n * c), mean = buf_nan(n), rstd = buf_nan(n), y2 = buf_nan(n * c);
+  cpu->layernorm(cpu, x.h, n, c, g.h, b.h, every, eps, y.h, mean.h, rstd.h);
+  gpu->layernorm(gpu, x.d, n, c, g.d, b.d, every, eps, y.d, mean.d, rstd.d);
+  check_buf("layernorm", &y, TOL_EW, "y n=%zu c=%d every=%zu", n, c, every);
+  check_buf("layernorm", &mean, TOL_EW, "mean n=%zu c=%d every=%zu", n, c, every);
+  check_buf("layernorm", &rstd, TOL_EW, "rstd n=%zu c=%d every=%zu", n, c, every);
+  gpu->layernorm(gpu, x.d, n, c, g.d, b.d, every, eps, y2.d, NULL, NULL);
+  memcpy(y2.h, y.h, n * c * sizeof(float));
+  check_buf("layernorm", &y2, TOL_EW, "y (no stats) n=%zu c=%d every=%zu", n, c, every);
+
+  /* backward, from the CPU's statistics on both sides; dg and db have g's
+   * shape, each row accumulating its own pixels */
   buf_resend(&mean);
   buf_resend(&rstd);
   buf dy = buf_rand(n * c, 1.0f, 0.0f), dx = buf_nan(n * c);
-  buf dg = buf_rand(c, 1.0f, 0.0f), db = buf_rand(c, 1.0f, 0.0f);
-  cpu->layernorm_backward(cpu, x.h, n, c, g.h, mean.h, rstd.h, dy.h, dx.h, dg.h, db.h);
-  gpu->layernorm_backward(gpu, x.d, n, c, g.d, mean.d, rstd.d, dy.d, dx.d, dg.d, db.d);
-  check_buf("layernorm_backward dx", &dx, TOL_EW, "n=%zu c=%d", n, c);
-  check_buf("layernorm_backward dg,db", &dg, TOL_RED, "dg n=%zu c=%d", n, c);
-  check_buf("layernorm_backward dg,db", &db, TOL_RED, "db n=%zu c=%d", n, c);
+  buf dg = buf_rand(rows * c, 1.0f, 0.0f), db = buf_rand(rows * c, 1.0f, 0.0f);
+  cpu->layernorm_backward(cpu, x.h, n, c, g.h, every, mean.h, rstd.h, dy.h, dx.h, dg.h, db.h);
+  gpu->layernorm_backward(gpu, x.d, n, c, g.d, every, mean.d, rstd.d, dy.d, dx.d, dg.d, db.d);
+  check_buf("layernorm_backward dx", &dx, TOL_EW, "n=%zu c=%d every=%zu", n, c, every);
+  check_buf("layernorm_backward dg,db", &dg, TOL_RED, "dg n=%zu c=%d every=%zu", n, c, every);
+  check_buf("layernorm_backward dg,db", &db, TOL_RED, "db n=%zu c=%d every=%zu", n, c, every);
   /* dx NULL: parameters only, accumulating again */
-  cpu->layernorm_backward(cpu, x.h, n, c, g.h, mean.h, rstd.h, dy.h, NULL, dg.h, db.h);
-  gpu->layernorm_backward(gpu, x.d, n, c, g.d, mean.d, rstd.d, dy.d, NULL, dg.d, db.d);
-  check_buf("layernorm_backward dg,db", &dg, TOL_RED, "dg (twice, dx NULL) n=%zu c=%d", n, c);
-  check_buf("layernorm_backward dg,db", &db, TOL_RED, "db (twice, dx NULL) n=%zu c=%d", n, c);
+  cpu->layernorm_backward(cpu, x.h, n, c, g.h, every, mean.h, rstd.h, dy.h, NULL, dg.h, db.h);
+  gpu->layernorm_backward(gpu, x.d, n, c, g.d, every, mean.d, rstd.d, dy.d, NULL, dg.d, db.d);
+  check_buf("layernorm_backward dg,db", &dg, TOL_RED, "dg (twice, dx NULL) n=%zu c=%d every=%zu",
+            n, c, every);
+  check_buf("layernorm_backward dg,db", &db, TOL_RED, "db (twice, dx NULL) n=%zu c=%d every=%zu",
+            n, c, every);
   /* in place (dx = dy) with the parameter gradients read from dy first */
-  cpu->layernorm_backward(cpu, x.h, n, c, g.h, mean.h, rstd.h, dy.h, dy.h, dg.h, NULL);
-  gpu->layernorm_backward(gpu, x.d, n, c, g.d, mean.d, rstd.d, dy.d, dy.d, dg.d, NULL);
-  check_buf("layernorm_backward dx", &dy, TOL_EW, "(dx = dy) n=%zu c=%d", n, c);
-  check_buf("layernorm_backward dg,db", &dg, TOL_RED, "dg (dx = dy) n=%zu c=%d", n, c);
+  cpu->layernorm_backward(cpu, x.h, n, c, g.h, every, mean.h, rstd.h, dy.h, dy.h, dg.h, NULL);
+  gpu->layernorm_backward(gpu, x.d, n, c, g.d, every, mean.d, rstd.d, dy.d, dy.d, dg.d, NULL);
+  check_buf("layernorm_backward dx", &dy, TOL_EW, "(dx = dy) n=%zu c=%d every=%zu", n, c, every);
+  check_buf("layernorm_backward dg,db", &dg, TOL_RED, "dg (dx = dy) n=%zu c=%d every=%zu", n, c,
+            every);
   buf_free(&x), buf_free(&g), buf_free(&b), buf_free(&y), buf_free(&mean), buf_free(&rstd);
   buf_free(&y2), buf_free(&dy), buf_free(&dx), buf_free(&dg), buf_free(&db);
 }
 
 static void test_layernorm(void) {
-  for (size_t s = 0; s < N_SHAPES; s++) test_layernorm_case(SHAPES[s].n, SHAPES[s].c);
+  for (size_t s = 0; s < N_SHAPES; s++) test_layernorm_case(SHAPES[s].n, SHAPES[s].c, 0);
   /* the wide-row (block per pixel) kernels */
-  test_layernorm_case(2, 1025);
-  test_layernorm_case(37, 2000);
-  test_layernorm_case(5, 4096);
+  test_layernorm_case(2, 1025, 0);
+  test_layernorm_case(37, 2000, 0);
+  test_layernorm_case(5, 4096, 0);
+  /* per-image rows (gb_every = h * w): 3 images of 5 x 7, odd channels;
+   * large images whose sums take several blocks each; wide rows; a row
+   * per pixel; gb_every >= n (one row) */
+  test_layernorm_case(3 * 35, 3, 35);
+  test_layernorm_case(3 * 35, 33, 35);
+  test_layernorm_case(3 * 35, 16, 35);
+  test_layernorm_case(2 * 1000, 1, 1000);
+  test_layernorm_case(3 * (size_t)CT_LARGE_N, 33, CT_LARGE_N);
+  test_layernorm_case(4 * 37, 2000, 37);
+  test_layernorm_case(3 * 5, 1025, 5);
+  test_layernorm_case(17, 16, 1);
+  test_layernorm_case(35, 5, 35);
+  test_layernorm_case(35, 5, 100);
   ct_sync_ok(gpu, "layernorm");
 }
 
@@ -241,48 +274,66 @@ static void test_simplegate(void) {
 
 /* -------------------------------------------------------- scale_channels */
 
-static void test_scale_channels_case(size_t n, int c, int per_pixel) {
-  size_t sn = per_pixel ? n * c : (size_t)c;
-  double ds_tol = per_pixel ? TOL_EW : TOL_RED;
+/* every: s_every (0: one row of s; 1: one per pixel; h * w: one per image) */
+static void test_scale_channels_case(size_t n, int c, size_t every) {
+  size_t sn = rows_of(n, every) * c;
+  /* a row per pixel: products, no sums */
+  double ds_tol = every == 1 ? TOL_EW : TOL_RED;
+  const char *ds_name = every == 1   ? "scale_channels_backward ds (per pixel)"
+                        : every == 0 ? "scale_channels_backward ds"
+                                     : "scale_channels_backward ds (per image)";
   buf x = buf_rand(n * c, 1.0f, 0.0f), s = buf_rand(sn, 1.0f, 0.0f), y = buf_nan(n * c);
-  cpu->scale_channels(cpu, x.h, s.h, per_pixel, n, c, y.h);
-  gpu->scale_channels(gpu, x.d, s.d, per_pixel, n, c, y.d);
-  check_buf("scale_channels", &y, TOL_EW, "n=%zu c=%d per_pixel=%d shift=%d", n, c, per_pixel,
-            g_shift);
+  cpu->scale_channels(cpu, x.h, s.h, every, n, c, y.h);
+  gpu->scale_channels(gpu, x.d, s.d, every, n, c, y.d);
+  check_buf("scale_channels", &y, TOL_EW, "n=%zu c=%d every=%zu shift=%d", n, c, every, g_shift);
 
   buf dy = buf_rand(n * c, 1.0f, 0.0f), dx = buf_nan(n * c), ds = buf_nan(sn);
-  cpu->scale_channels_backward(cpu, x.h, s.h, per_pixel, n, c, dy.h, dx.h, ds.h);
-  gpu->scale_channels_backward(gpu, x.d, s.d, per_pixel, n, c, dy.d, dx.d, ds.d);
-  check_buf("scale_channels_backward dx", &dx, TOL_EW, "n=%zu c=%d per_pixel=%d", n, c, per_pixel);
-  check_buf(per_pixel ? "scale_channels_backward ds (per pixel)" : "scale_channels_backward ds",
-            &ds, ds_tol, "n=%zu c=%d", n, c);
+  cpu->scale_channels_backward(cpu, x.h, s.h, every, n, c, dy.h, dx.h, ds.h);
+  gpu->scale_channels_backward(gpu, x.d, s.d, every, n, c, dy.d, dx.d, ds.d);
+  check_buf("scale_channels_backward dx", &dx, TOL_EW, "n=%zu c=%d every=%zu", n, c, every);
+  check_buf(ds_name, &ds, ds_tol, "n=%zu c=%d every=%zu", n, c, every);
   buf dx2 = buf_nan(n * c), ds2 = buf_nan(sn);
   /* dx only, then ds only */
-  cpu->scale_channels_backward(cpu, x.h, s.h, per_pixel, n, c, dy.h, dx2.h, NULL);
-  gpu->scale_channels_backward(gpu, x.d, s.d, per_pixel, n, c, dy.d, dx2.d, NULL);
-  check_buf("scale_channels_backward dx", &dx2, TOL_EW, "(ds NULL) n=%zu c=%d", n, c);
-  cpu->scale_channels_backward(cpu, x.h, s.h, per_pixel, n, c, dy.h, NULL, ds2.h);
-  gpu->scale_channels_backward(gpu, x.d, s.d, per_pixel, n, c, dy.d, NULL, ds2.d);
-  check_buf(per_pixel ? "scale_channels_backward ds (per pixel)" : "scale_channels_backward ds",
-            &ds2, ds_tol, "(dx NULL) n=%zu c=%d", n, c);
+  cpu->scale_channels_backward(cpu, x.h, s.h, every, n, c, dy.h, dx2.h, NULL);
+  gpu->scale_channels_backward(gpu, x.d, s.d, every, n, c, dy.d, dx2.d, NULL);
+  check_buf("scale_channels_backward dx", &dx2, TOL_EW, "(ds NULL) n=%zu c=%d every=%zu", n, c,
+            every);
+  cpu->scale_channels_backward(cpu, x.h, s.h, every, n, c, dy.h, NULL, ds2.h);
+  gpu->scale_channels_backward(gpu, x.d, s.d, every, n, c, dy.d, NULL, ds2.d);
+  check_buf(ds_name, &ds2, ds_tol, "(dx NULL) n=%zu c=%d every=%zu", n, c, every);
+  /* ds is overwritten, not accumulated: a second call gives the same */
+  gpu->scale_channels_backward(gpu, x.d, s.d, every, n, c, dy.d, NULL, ds2.d);
+  check_buf(ds_name, &ds2, ds_tol, "(again) n=%zu c=%d every=%zu", n, c, every);
   /* in place: dx = dy, ds read from dy before it is overwritten */
   for (size_t i = 0; i < sn; i++) ds2.h[i] = NAN;
   buf_resend(&ds2);
-  cpu->scale_channels_backward(cpu, x.h, s.h, per_pixel, n, c, dy.h, dy.h, ds2.h);
-  gpu->scale_channels_backward(gpu, x.d, s.d, per_pixel, n, c, dy.d, dy.d, ds2.d);
-  check_buf("scale_channels_backward dx", &dy, TOL_EW, "(dx = dy) n=%zu c=%d", n, c);
-  check_buf(per_pixel ? "scale_channels_backward ds (per pixel)" : "scale_channels_backward ds",
-            &ds2, ds_tol, "(dx = dy) n=%zu c=%d", n, c);
+  cpu->scale_channels_backward(cpu, x.h, s.h, every, n, c, dy.h, dy.h, ds2.h);
+  gpu->scale_channels_backward(gpu, x.d, s.d, every, n, c, dy.d, dy.d, ds2.d);
+  check_buf("scale_channels_backward dx", &dy, TOL_EW, "(dx = dy) n=%zu c=%d every=%zu", n, c,
+            every);
+  check_buf(ds_name, &ds2, ds_tol, "(dx = dy) n=%zu c=%d every=%zu", n, c, every);
   buf_free(&x), buf_free(&s), buf_free(&y), buf_free(&dy), buf_free(&dx), buf_free(&ds);
   buf_free(&dx2), buf_free(&ds2);
 }
 
 static void test_scale_channels(void) {
   for (int pp = 0; pp < 2; pp++)
-    for (size_t s = 0; s < N_SHAPES; s++) test_scale_channels_case(SHAPES[s].n, SHAPES[s].c, pp);
+    for (size_t s = 0; s < N_SHAPES; s++)
+      test_scale_channels_case(SHAPES[s].n, SHAPES[s].c, (size_t)pp);
+  /* one row of s per image (s_every = h * w): 3 images of 5 x 7 with odd
+   * and vector-friendly channels, large images (several blocks per row's
+   * sum), s_every >= n (one row) */
+  test_scale_channels_case(3 * 35, 3, 35);
+  test_scale_channels_case(3 * 35, 33, 35);
+  test_scale_channels_case(3 * 35, 16, 35);
+  test_scale_channels_case(5 * 1000, 1, 1000);
+  test_scale_channels_case(3 * (size_t)CT_LARGE_N, 33, CT_LARGE_N);
+  test_scale_channels_case(2 * 3, 1024, 3);
+  test_scale_channels_case(35, 7, 100);
   g_shift = 1;
   test_scale_channels_case(1000, 16, 0);
   test_scale_channels_case(1000, 16, 1);
+  test_scale_channels_case(3 * 35, 16, 35);
   g_shift = 0;
   /* n == 0 with per-channel s: ds is still overwritten (with zeros) */
   buf s = buf_rand(5, 1.0f, 0.0f), ds = buf_nan(5);
@@ -418,21 +469,24 @@ static void test_glue(void) {
 
 /* ------------------------------------------------------------- pool_mean */
 
-static void test_pool_case(int h, int w, int c, int window) {
-  size_t n = (size_t)h * w;
+static void test_pool_case(int batch, int h, int w, int c, int window) {
+  size_t n = (size_t)batch * h * w;
   int global = window <= 0 || (window >= h && window >= w);
-  size_t yn = global ? (size_t)c : n * c;
+  size_t yn = global ? (size_t)batch * c : n * c;
+  /* each image its own offset, so a mean over the wrong image is far off */
   buf x = buf_rand(n * c, 1.0f, 0.5f), y = buf_nan(yn);
-  cpu->pool_mean(cpu, x.h, h, w, c, window, y.h);
-  gpu->pool_mean(gpu, x.d, h, w, c, window, y.d);
+  for (size_t i = 0; i < n * c; i++) x.h[i] += (float)(i / ((size_t)h * w * c));
+  buf_resend(&x);
+  cpu->pool_mean(cpu, x.h, batch, h, w, c, window, y.h);
+  gpu->pool_mean(gpu, x.d, batch, h, w, c, window, y.d);
   /* global: a mean over up to 17000 pixels (TOL_RED); boxes: a few hundred */
   check_buf(global ? "pool_mean (global)" : "pool_mean (box)", &y, global ? TOL_RED : TOL_EW,
-            "h=%d w=%d c=%d window=%d", h, w, c, window);
+            "batch=%d h=%d w=%d c=%d window=%d", batch, h, w, c, window);
   buf dy = buf_rand(yn, 1.0f, 0.0f), dx = buf_nan(n * c);
-  cpu->pool_mean_backward(cpu, h, w, c, window, dy.h, dx.h);
-  gpu->pool_mean_backward(gpu, h, w, c, window, dy.d, dx.d);
+  cpu->pool_mean_backward(cpu, batch, h, w, c, window, dy.h, dx.h);
+  gpu->pool_mean_backward(gpu, batch, h, w, c, window, dy.d, dx.d);
   check_buf(global ? "pool_mean_backward (global)" : "pool_mean_backward (box)", &dx, TOL_EW,
-            "h=%d w=%d c=%d window=%d", h, w, c, window);
+            "batch=%d h=%d w=%d c=%d window=%d", batch, h, w, c, window);
   buf_free(&x), buf_free(&y), buf_free(&dy), buf_free(&dx);
 }
 
@@ -441,10 +495,21 @@ static void test_pool(void) {
   for (int a = 0; a < N_SIDES; a++)
     for (int b = 0; b < N_SIDES; b++)
       for (int k = 0; k < N_IMG_C; k++)
-        for (int wi = 0; wi < 4; wi++) test_pool_case(SIDES[a], SIDES[b], IMG_C[k], windows[wi]);
-  test_pool_case(31, 130, 1024, 7);
-  test_pool_case(130, 31, 64, 40);
-  test_pool_case(130, 131, 16, 130); /* box spans all rows but not all columns */
+        for (int wi = 0; wi < 4; wi++)
+          test_pool_case(1, SIDES[a], SIDES[b], IMG_C[k], windows[wi]);
+  test_pool_case(1, 31, 130, 1024, 7);
+  test_pool_case(1, 130, 31, 64, 40);
+  test_pool_case(1, 130, 131, 16, 130); /* box spans all rows but not all columns */
+  /* batches: every small side pair, odd channels, every window kind */
+  for (int a = 0; a < 4; a++)
+    for (int b = 0; b < 4; b++)
+      for (int wi = 0; wi < 4; wi++)
+        test_pool_case(3, SIDES[a], SIDES[b], (a + b) % 2 ? 3 : 33, windows[wi]);
+  test_pool_case(3, 5, 7, 3, 4);
+  test_pool_case(3, 5, 7, 33, 0);
+  test_pool_case(2, 130, 31, 16, 0);  /* several blocks per image's mean */
+  test_pool_case(2, 31, 130, 33, 7);
+  test_pool_case(4, 130, 131, 16, 130);
   ct_sync_ok(gpu, "pool_mean");
 }
 
@@ -544,34 +609,41 @@ static void test_adamw(void) {
 
 /* ---------------------------------------------------------------- dwconv */
 
-static void test_dwconv_case(int h, int w, int c, int with_bias) {
-  size_t nc = (size_t)h * w * c;
+static void test_dwconv_case(int batch, int h, int w, int c, int with_bias) {
+  size_t nc = (size_t)batch * h * w * c;
   buf x = buf_rand(nc, 1.0f, 0.0f), wt = buf_rand(9 * (size_t)c, 1.0f, 0.0f);
   buf b = buf_rand(c, 1.0f, 0.0f), y = buf_nan(nc);
+  /* each image its own offset, so padding taken from a neighbour shows */
+  for (size_t i = 0; i < nc; i++) x.h[i] += (float)(i / ((size_t)h * w * c));
+  buf_resend(&x);
   const float *bh = with_bias ? b.h : NULL, *bd = with_bias ? b.d : NULL;
-  cpu->dwconv3x3(cpu, x.h, h, w, c, wt.h, bh, y.h);
-  gpu->dwconv3x3(gpu, x.d, h, w, c, wt.d, bd, y.d);
-  check_buf("dwconv3x3", &y, TOL_EW, "h=%d w=%d c=%d bias=%d shift=%d", h, w, c, with_bias,
-            g_shift);
+  cpu->dwconv3x3(cpu, x.h, batch, h, w, c, wt.h, bh, y.h);
+  gpu->dwconv3x3(gpu, x.d, batch, h, w, c, wt.d, bd, y.d);
+  check_buf("dwconv3x3", &y, TOL_EW, "batch=%d h=%d w=%d c=%d bias=%d shift=%d", batch, h, w, c,
+            with_bias, g_shift);
 
   buf dy = buf_rand(nc, 1.0f, 0.0f), dx = buf_nan(nc);
   buf dwt = buf_rand(9 * (size_t)c, 1.0f, 0.0f), db = buf_rand(c, 1.0f, 0.0f);
-  cpu->dwconv3x3_backward(cpu, x.h, h, w, c, wt.h, dy.h, dx.h, dwt.h, db.h);
-  gpu->dwconv3x3_backward(gpu, x.d, h, w, c, wt.d, dy.d, dx.d, dwt.d, db.d);
-  check_buf("dwconv3x3_backward dx", &dx, TOL_EW, "h=%d w=%d c=%d shift=%d", h, w, c, g_shift);
-  check_buf("dwconv3x3_backward dwt,db", &dwt, TOL_RED, "dwt h=%d w=%d c=%d", h, w, c);
-  check_buf("dwconv3x3_backward dwt,db", &db, TOL_RED, "db h=%d w=%d c=%d", h, w, c);
+  cpu->dwconv3x3_backward(cpu, x.h, batch, h, w, c, wt.h, dy.h, dx.h, dwt.h, db.h);
+  gpu->dwconv3x3_backward(gpu, x.d, batch, h, w, c, wt.d, dy.d, dx.d, dwt.d, db.d);
+  check_buf("dwconv3x3_backward dx", &dx, TOL_EW, "batch=%d h=%d w=%d c=%d shift=%d", batch, h, w,
+            c, g_shift);
+  check_buf("dwconv3x3_backward dwt,db", &dwt, TOL_RED, "dwt batch=%d h=%d w=%d c=%d", batch, h,
+            w, c);
+  check_buf("dwconv3x3_backward dwt,db", &db, TOL_RED, "db batch=%d h=%d w=%d c=%d", batch, h, w,
+            c);
   /* dx NULL, then only dx */
-  cpu->dwconv3x3_backward(cpu, x.h, h, w, c, wt.h, dy.h, NULL, dwt.h, db.h);
-  gpu->dwconv3x3_backward(gpu, x.d, h, w, c, wt.d, dy.d, NULL, dwt.d, db.d);
-  check_buf("dwconv3x3_backward dwt,db", &dwt, TOL_RED, "dwt (twice, dx NULL) h=%d w=%d c=%d", h,
-            w, c);
-  check_buf("dwconv3x3_backward dwt,db", &db, TOL_RED, "db (twice, dx NULL) h=%d w=%d c=%d", h,
-            w, c);
+  cpu->dwconv3x3_backward(cpu, x.h, batch, h, w, c, wt.h, dy.h, NULL, dwt.h, db.h);
+  gpu->dwconv3x3_backward(gpu, x.d, batch, h, w, c, wt.d, dy.d, NULL, dwt.d, db.d);
+  check_buf("dwconv3x3_backward dwt,db", &dwt, TOL_RED,
+            "dwt (twice, dx NULL) batch=%d h=%d w=%d c=%d", batch, h, w, c);
+  check_buf("dwconv3x3_backward dwt,db", &db, TOL_RED,
+            "db (twice, dx NULL) batch=%d h=%d w=%d c=%d", batch, h, w, c);
   buf dx2 = buf_nan(nc);
-  cpu->dwconv3x3_backward(cpu, x.h, h, w, c, wt.h, dy.h, dx2.h, NULL, NULL);
-  gpu->dwconv3x3_backward(gpu, x.d, h, w, c, wt.d, dy.d, dx2.d, NULL, NULL);
-  check_buf("dwconv3x3_backward dx", &dx2, TOL_EW, "(no dwt, db) h=%d w=%d c=%d", h, w, c);
+  cpu->dwconv3x3_backward(cpu, x.h, batch, h, w, c, wt.h, dy.h, dx2.h, NULL, NULL);
+  gpu->dwconv3x3_backward(gpu, x.d, batch, h, w, c, wt.d, dy.d, dx2.d, NULL, NULL);
+  check_buf("dwconv3x3_backward dx", &dx2, TOL_EW, "(no dwt, db) batch=%d h=%d w=%d c=%d", batch,
+            h, w, c);
   buf_free(&x), buf_free(&wt), buf_free(&b), buf_free(&y), buf_free(&dy), buf_free(&dx);
   buf_free(&dwt), buf_free(&db), buf_free(&dx2);
 }
@@ -580,14 +652,80 @@ static void test_dwconv(void) {
   for (int a = 0; a < N_SIDES; a++)
     for (int b = 0; b < N_SIDES; b++)
       for (int k = 0; k < N_IMG_C; k++)
-        test_dwconv_case(SIDES[a], SIDES[b], IMG_C[k], (a + b + k) % 2);
-  test_dwconv_case(5, 5, 1024, 1);
-  test_dwconv_case(31, 130, 64, 0);
-  test_dwconv_case(130, 130, 64, 1);
+        test_dwconv_case(1, SIDES[a], SIDES[b], IMG_C[k], (a + b + k) % 2);
+  test_dwconv_case(1, 5, 5, 1024, 1);
+  test_dwconv_case(1, 31, 130, 64, 0);
+  test_dwconv_case(1, 130, 130, 64, 1);
+  /* batches: small sides (images of 1 to 31 rows; 9 rows span two row
+   * chunks), odd and vector-friendly channels */
+  for (int a = 0; a < 4; a++)
+    for (int b = 0; b < 4; b++)
+      for (int k = 0; k < N_IMG_C; k++)
+        test_dwconv_case(3, SIDES[a], SIDES[b], IMG_C[k], (a + b + k) % 2);
+  test_dwconv_case(3, 5, 7, 33, 1);
+  test_dwconv_case(3, 9, 7, 5, 0);
+  test_dwconv_case(3, 17, 3, 16, 1);
+  test_dwconv_case(2, 31, 130, 64, 1);
+  test_dwconv_case(5, 2, 1, 1024, 0);
   g_shift = 1;
-  test_dwconv_case(31, 130, 16, 1);
+  test_dwconv_case(1, 31, 130, 16, 1);
+  test_dwconv_case(3, 5, 7, 16, 1);
   g_shift = 0;
   ct_sync_ok(gpu, "dwconv3x3");
+}
+
+/* --------------------------------------------------------- determinism */
+
+/* Records whether two runs' results have the same bits; frees both. */
+static void same_bits(const char *name, float *first, float *again, size_t n) {
+  int same = memcmp(first, again, n * sizeof(float)) == 0;
+  ct_check(same, "%s: two runs differ", name);
+  note("deterministic (bitwise)", same ? 0.0 : INFINITY, 0.0);
+  free(first);
+  free(again);
+}
+
+/* Runs `call` twice into `out` (zeroed first when `zero`, for the
+ * accumulating entries) and checks that both results have the same bits. */
+#define SAME_TWICE(name, out, zero, call)                                \
+  do {                                                                   \
+    if (zero) mdc_be_zero(gpu, (out).d, (out).n * sizeof(float));        \
+    call;                                                                \
+    float *first_ = ct_download(gpu, (out).d, (out).n);                  \
+    if (zero) mdc_be_zero(gpu, (out).d, (out).n * sizeof(float));        \
+    call;                                                                \
+    same_bits(name, first_, ct_download(gpu, (out).d, (out).n), (out).n); \
+  } while (0)
+
+static void test_deterministic(void) {
+  const int batch = 3, h = 130, w = 131, c = 33;
+  const size_t hw = (size_t)h * w, n = batch * hw;
+  buf x = buf_rand(n * c, 1.0f, 0.5f), dy = buf_rand(n * c, 1.0f, 0.0f);
+  buf mean = buf_rand(n, 0.1f, 0.0f), rstd = buf_rand(n, 0.1f, 1.0f);
+  buf g = buf_rand((size_t)batch * c, 1.0f, 0.0f);
+  buf rows0 = buf_nan((size_t)batch * c), rows1 = buf_nan((size_t)batch * c);
+  buf row0 = buf_nan((size_t)c), row1 = buf_nan((size_t)c);
+  SAME_TWICE("pool_mean (global, per image)", rows0, 0,
+             gpu->pool_mean(gpu, x.d, batch, h, w, c, 0, rows0.d));
+  SAME_TWICE("scale_channels_backward ds (per image)", rows0, 0,
+             gpu->scale_channels_backward(gpu, x.d, g.d, hw, n, c, dy.d, NULL, rows0.d));
+  SAME_TWICE("scale_channels_backward ds (one row)", row0, 0,
+             gpu->scale_channels_backward(gpu, x.d, g.d, 0, n, c, dy.d, NULL, row0.d));
+  SAME_TWICE("layernorm_backward dg (per image)", rows0, 1,
+             gpu->layernorm_backward(gpu, x.d, n, c, g.d, hw, mean.d, rstd.d, dy.d, NULL,
+                                     rows0.d, rows1.d));
+  SAME_TWICE("layernorm_backward db (per image)", rows1, 1,
+             gpu->layernorm_backward(gpu, x.d, n, c, g.d, hw, mean.d, rstd.d, dy.d, NULL,
+                                     rows0.d, rows1.d));
+  SAME_TWICE("layernorm_backward dg (one row)", row0, 1,
+             gpu->layernorm_backward(gpu, x.d, n, c, g.d, 0, mean.d, rstd.d, dy.d, NULL, row0.d,
+                                     row1.d));
+  SAME_TWICE("add_scaled_backward ds", row0, 1,
+             gpu->add_scaled_backward(gpu, x.d, g.d, n, c, dy.d, NULL, row0.d));
+  SAME_TWICE("relu_sum", row0, 1, gpu->relu_sum(gpu, x.d, batch * h, w, (size_t)w, c, row0.d));
+  buf_free(&x), buf_free(&dy), buf_free(&mean), buf_free(&rstd), buf_free(&g);
+  buf_free(&rows0), buf_free(&rows1), buf_free(&row0), buf_free(&row1);
+  ct_sync_ok(gpu, "deterministic");
 }
 
 /* ------------------------------------------------------------------ main */
@@ -614,7 +752,7 @@ int main(void) {
                 {"pixelshuffle", test_pixelshuffle}, {"glue", test_glue},
                 {"pool_mean", test_pool},        {"relu_sum", test_relu_sum},
                 {"losses", test_losses},         {"adamw", test_adamw},
-                {"dwconv3x3", test_dwconv}};
+                {"dwconv3x3", test_dwconv},      {"deterministic", test_deterministic}};
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
     double t0 = now();
     groups[i].run();

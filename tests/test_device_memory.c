@@ -127,15 +127,15 @@ static void c_conv1x1(mdc_backend *be, const float *x, size_t n, int cin, const 
   (void)be, DEV(x), DEV(w), DEV(b), DEV(y);
   WRAP(inner->conv1x1(inner, x, n, cin, w, b, cout, y));
 }
-static void c_conv3x3(mdc_backend *be, const float *x, int h, int w, int cin, const float *wt,
+static void c_conv3x3(mdc_backend *be, const float *x, int nb, int h, int w, int cin, const float *wt,
                       const float *b, int cout, float *y) {
   (void)be, DEV(x), DEV(wt), DEV(b), DEV(y);
-  WRAP(inner->conv3x3(inner, x, h, w, cin, wt, b, cout, y));
+  WRAP(inner->conv3x3(inner, x, nb, h, w, cin, wt, b, cout, y));
 }
-static void c_dwconv3x3(mdc_backend *be, const float *x, int h, int w, int c, const float *wt,
+static void c_dwconv3x3(mdc_backend *be, const float *x, int nb, int h, int w, int c, const float *wt,
                         const float *b, float *y) {
   (void)be, DEV(x), DEV(wt), DEV(b), DEV(y);
-  WRAP(inner->dwconv3x3(inner, x, h, w, c, wt, b, y));
+  WRAP(inner->dwconv3x3(inner, x, nb, h, w, c, wt, b, y));
 }
 static void c_conv2x2s2(mdc_backend *be, const float *x, int h, int w, int cin, const float *wt,
                         const float *b, int cout, float *y) {
@@ -143,20 +143,21 @@ static void c_conv2x2s2(mdc_backend *be, const float *x, int h, int w, int cin, 
   WRAP(inner->conv2x2s2(inner, x, h, w, cin, wt, b, cout, y));
 }
 static void c_layernorm(mdc_backend *be, const float *x, size_t n, int c, const float *g,
-                        const float *b, float eps, float *y, float *mean, float *rstd) {
+                        const float *b, size_t gbe, float eps, float *y, float *mean,
+                        float *rstd) {
   (void)be, DEV(x), DEV(g), DEV(b), DEV(y), DEV(mean), DEV(rstd);
-  WRAP(inner->layernorm(inner, x, n, c, g, b, eps, y, mean, rstd));
+  WRAP(inner->layernorm(inner, x, n, c, g, b, gbe, eps, y, mean, rstd));
 }
 static void c_simplegate(mdc_backend *be, const float *x, size_t n, int c, float *y) {
   (void)be, DEV(x), DEV(y);
   WRAP(inner->simplegate(inner, x, n, c, y));
 }
-static void c_pool_mean(mdc_backend *be, const float *x, int h, int w, int c, int window,
+static void c_pool_mean(mdc_backend *be, const float *x, int nb, int h, int w, int c, int window,
                         float *y) {
   (void)be, DEV(x), DEV(y);
-  WRAP(inner->pool_mean(inner, x, h, w, c, window, y));
+  WRAP(inner->pool_mean(inner, x, nb, h, w, c, window, y));
 }
-static void c_scale_channels(mdc_backend *be, const float *x, const float *s, int pp, size_t n,
+static void c_scale_channels(mdc_backend *be, const float *x, const float *s, size_t pp, size_t n,
                              int c, float *y) {
   (void)be, DEV(x), DEV(s), DEV(y);
   WRAP(inner->scale_channels(inner, x, s, pp, n, c, y));
@@ -196,17 +197,17 @@ static void c_conv1x1_backward(mdc_backend *be, const float *x, size_t n, int ci
   (void)be, DEV(x), DEV(w), DEV(dy), DEV(dx), DEV(dw), DEV(db);
   WRAP(inner->conv1x1_backward(inner, x, n, cin, w, cout, dy, dx, dw, db));
 }
-static void c_conv3x3_backward(mdc_backend *be, const float *x, int h, int w, int cin,
+static void c_conv3x3_backward(mdc_backend *be, const float *x, int nb, int h, int w, int cin,
                                const float *wt, int cout, const float *dy, float *dx,
                                float *dwt, float *db) {
   (void)be, DEV(x), DEV(wt), DEV(dy), DEV(dx), DEV(dwt), DEV(db);
-  WRAP(inner->conv3x3_backward(inner, x, h, w, cin, wt, cout, dy, dx, dwt, db));
+  WRAP(inner->conv3x3_backward(inner, x, nb, h, w, cin, wt, cout, dy, dx, dwt, db));
 }
-static void c_dwconv3x3_backward(mdc_backend *be, const float *x, int h, int w, int c,
+static void c_dwconv3x3_backward(mdc_backend *be, const float *x, int nb, int h, int w, int c,
                                  const float *wt, const float *dy, float *dx, float *dwt,
                                  float *db) {
   (void)be, DEV(x), DEV(wt), DEV(dy), DEV(dx), DEV(dwt), DEV(db);
-  WRAP(inner->dwconv3x3_backward(inner, x, h, w, c, wt, dy, dx, dwt, db));
+  WRAP(inner->dwconv3x3_backward(inner, x, nb, h, w, c, wt, dy, dx, dwt, db));
 }
 static void c_conv2x2s2_backward(mdc_backend *be, const float *x, int h, int w, int cin,
                                  const float *wt, int cout, const float *dy, float *dx,
@@ -215,22 +216,23 @@ static void c_conv2x2s2_backward(mdc_backend *be, const float *x, int h, int w, 
   WRAP(inner->conv2x2s2_backward(inner, x, h, w, cin, wt, cout, dy, dx, dwt, db));
 }
 static void c_layernorm_backward(mdc_backend *be, const float *x, size_t n, int c,
-                                 const float *g, const float *mean, const float *rstd,
-                                 const float *dy, float *dx, float *dg, float *db) {
+                                 const float *g, size_t gbe, const float *mean,
+                                 const float *rstd, const float *dy, float *dx, float *dg,
+                                 float *db) {
   (void)be, DEV(x), DEV(g), DEV(mean), DEV(rstd), DEV(dy), DEV(dx), DEV(dg), DEV(db);
-  WRAP(inner->layernorm_backward(inner, x, n, c, g, mean, rstd, dy, dx, dg, db));
+  WRAP(inner->layernorm_backward(inner, x, n, c, g, gbe, mean, rstd, dy, dx, dg, db));
 }
 static void c_simplegate_backward(mdc_backend *be, const float *x, size_t n, int c,
                                   const float *dy, float *dx) {
   (void)be, DEV(x), DEV(dy), DEV(dx);
   WRAP(inner->simplegate_backward(inner, x, n, c, dy, dx));
 }
-static void c_pool_mean_backward(mdc_backend *be, int h, int w, int c, int window,
+static void c_pool_mean_backward(mdc_backend *be, int nb, int h, int w, int c, int window,
                                  const float *dy, float *dx) {
   (void)be, DEV(dy), DEV(dx);
-  WRAP(inner->pool_mean_backward(inner, h, w, c, window, dy, dx));
+  WRAP(inner->pool_mean_backward(inner, nb, h, w, c, window, dy, dx));
 }
-static void c_scale_channels_backward(mdc_backend *be, const float *x, const float *s, int pp,
+static void c_scale_channels_backward(mdc_backend *be, const float *x, const float *s, size_t pp,
                                       size_t n, int c, const float *dy, float *dx, float *ds) {
   (void)be, DEV(x), DEV(s), DEV(dy), DEV(dx), DEV(ds);
   WRAP(inner->scale_channels_backward(inner, x, s, pp, n, c, dy, dx, ds));
@@ -459,23 +461,27 @@ static void check_training(int masked) {
     mdc_weights_init_random(&w, &arch, 5, 0.5f, NULL);
     mdc_net_init(&net, &w, NULL);
     mdc_weights_clear(&w);
-    if (tr_net_init(&t[k], &net, crop, be[k], msg, sizeof msg) != 0) {
+    if (tr_net_init(&t[k], &net, crop, 2, be[k], msg, sizeof msg) != 0) {
       CHECK(0, "%s", msg);
       return;
     }
   }
-  size_t px = (size_t)crop * crop * 3, np = t[0].num_params;
-  float *in = tu_test_image(crop, crop, 3, 3), *clean = tu_test_image(crop, crop, 3, 4);
-  unsigned char mask[16]; /* (crop >> levels)^2 patches of 4 x 4 px */
-  for (int i = 0; i < 16; i++) mask[i] = (i * 7) % 3 != 0;
+  /* two crops in one pass: the second in auto mode */
+  size_t px = (size_t)crop * crop * 3 * 2, np = t[0].num_params;
+  float *in0 = tu_test_image(crop, crop, 3, 3), *clean0 = tu_test_image(crop, crop, 3, 4);
+  float *in1 = tu_test_image(crop, crop, 3, 5), *clean1 = tu_test_image(crop, crop, 3, 6);
+  unsigned char mask[2][16]; /* (crop >> levels)^2 patches of 4 x 4 px */
+  for (int i = 0; i < 32; i++) mask[i / 16][i % 16] = (i * 7) % 3 != 0;
   float cond[4] = {0.25f, 0.25f, 0.4f, 0.1f};
-  double dlog[4] = {0.2, -0.1, 0.05, -0.15};
+  const float *in[2] = {in0, in1}, *clean[2] = {clean0, clean1}, *conds[2] = {cond, NULL};
+  const unsigned char *masks[2] = {mask[0], mask[1]};
+  double dlog[8] = {0.2, -0.1, 0.05, -0.15, -0.3, 0.1, 0.0, 0.2};
   float *out[2], *grad[2], *param[2];
   double loss[2];
   for (int k = 0; k < 2; k++) {
     float *opt = mdc_be_alloc(be[k], np * 3 * sizeof(float));
     tr_net_zero_grad(&t[k]);
-    tr_net_forward(&t[k], be[k], in, masked ? mask : NULL, k == 0 ? cond : cond, 1);
+    tr_net_forward(&t[k], be[k], 2, in, masked ? masks : NULL, conds, 1);
     out[k] = malloc(px * 4);
     memcpy(out[k], tr_net_output(&t[k]), px * 4);
     loss[k] = tr_net_restoration_loss(&t[k], clean, masked, 1e-8, 1.0f);
@@ -501,7 +507,7 @@ static void check_training(int masked) {
     mdc_backend_free(be[k]);
     free(out[k]), free(grad[k]), free(param[k]);
   }
-  free(in), free(clean);
+  free(in0), free(clean0), free(in1), free(clean1);
 }
 #endif
 

@@ -1,7 +1,8 @@
 /* test_kernels.c - the CPU kernels: the scalar reference on hand-computed
- * cases, a float64 NAFBlock against the scalar composition, and every AVX2
+ * cases, a float64 NAFBlock against the scalar composition, every AVX2
  * entry against the scalar one on random inputs of awkward sizes and
- * thread counts.
+ * thread counts, and batched calls (several images, per-image rows of
+ * LayerNorm's g / b and of scale_channels' s) against one call per image.
  *
  * Tolerance: max |got - ref| <= TOL * (1 + max |ref|), TOL = 1e-4 (the
  * AVX2 kernels use FMA and other summation orders).  Results for 1, 2 and 3
@@ -118,29 +119,29 @@ static void test_scalar_hand(mdc_backend *s) {
     const float want3[7] = {1, 1, 2, 3, 4, 5, 5};
     const float want4[7] = {1.5f, 1.5f, 1.5f, 2.5f, 3.5f, 4.5f, 4.5f};
     float y[7];
-    s->pool_mean(s, ramp, 1, 7, 1, 3, y);
+    s->pool_mean(s, ramp, 1, 1, 7, 1, 3, y);
     check_exact(y, want3, 7, "scalar box window 3 on a row");
-    s->pool_mean(s, ramp, 7, 1, 1, 3, y);
+    s->pool_mean(s, ramp, 1, 7, 1, 1, 3, y);
     check_exact(y, want3, 7, "scalar box window 3 on a column");
-    s->pool_mean(s, ramp, 1, 7, 1, 4, y);
+    s->pool_mean(s, ramp, 1, 1, 7, 1, 4, y);
     check_exact(y, want4, 7, "scalar box window 4 (even)");
-    s->pool_mean(s, ramp, 1, 7, 1, 1, y);
+    s->pool_mean(s, ramp, 1, 1, 7, 1, 1, y);
     check_exact(y, ramp, 7, "scalar box window 1 = identity");
-    s->pool_mean(s, ramp, 1, 7, 1, 7, y);
+    s->pool_mean(s, ramp, 1, 1, 7, 1, 7, y);
     check_near(y[0], 3.0, "scalar pool window = size is global");
-    s->pool_mean(s, ramp, 1, 7, 1, 0, y);
+    s->pool_mean(s, ramp, 1, 1, 7, 1, 0, y);
     check_near(y[0], 3.0, "scalar pool window 0 is global");
     /* 2-D: 2 x 3 map, window 2: rows span the axis, columns clamp */
     const float m[6] = {0, 1, 2, 10, 11, 12};
     const float want2[6] = {5.5f, 5.5f, 6.5f, 5.5f, 5.5f, 6.5f};
     float y2[6];
-    s->pool_mean(s, m, 2, 3, 1, 2, y2);
+    s->pool_mean(s, m, 1, 2, 3, 1, 2, y2);
     check_exact(y2, want2, 6, "scalar box 2-D window 2 on 2x3");
   }
   { /* layernorm: biased variance */
     const float x[4] = {1, 2, 3, 4}, g[4] = {1, 1, 2, 1}, b[4] = {0, 0, 0, 1};
     float y[4], mean, rstd;
-    s->layernorm(s, x, 1, 4, g, b, 0.0f, y, &mean, &rstd);
+    s->layernorm(s, x, 1, 4, g, b, 0, 0.0f, y, &mean, &rstd);
     double r = 1.0 / sqrt(1.25);
     check_near(mean, 2.5, "scalar layernorm mean");
     check_near(rstd, r, "scalar layernorm rstd");
@@ -152,17 +153,17 @@ static void test_scalar_hand(mdc_backend *s) {
     float x[9], w[9], y[9];
     for (int i = 0; i < 9; i++) x[i] = 1, w[i] = 1;
     const float want[9] = {4, 6, 4, 6, 9, 6, 4, 6, 4};
-    s->dwconv3x3(s, x, 3, 3, 1, w, NULL, y);
+    s->dwconv3x3(s, x, 1, 3, 3, 1, w, NULL, y);
     check_exact(y, want, 9, "scalar dwconv3x3 zero padding");
     /* tap order: w[ky][kx] multiplies x(y+ky-1, x+kx-1) */
     float xd[9] = {0}, wd[9];
     xd[0] = 1; /* top-left pixel */
     for (int i = 0; i < 9; i++) wd[i] = (float)i;
-    s->dwconv3x3(s, xd, 3, 3, 1, wd, NULL, y);
+    s->dwconv3x3(s, xd, 1, 3, 3, 1, wd, NULL, y);
     check(y[4] == 0 && y[0] == 4 && y[1] == 3 && y[3] == 1, "scalar dwconv3x3 tap order");
     /* conv3x3 with one channel equals dwconv3x3 */
     float y3[9];
-    s->conv3x3(s, xd, 3, 3, 1, wd, NULL, 1, y3);
+    s->conv3x3(s, xd, 1, 3, 3, 1, wd, NULL, 1, y3);
     check_exact(y3, y, 9, "scalar conv3x3 = dwconv3x3 for c = 1");
   }
   { /* conv2x2s2: w[ky][kx][cin][cout] */
@@ -184,6 +185,27 @@ static void test_scalar_hand(mdc_backend *s) {
     check(y[0] == 11 && y[1] == 102 && y[2] == 23 && y[3] == 204, "scalar add_scaled");
     s->add_scaled(s, x, b, NULL, 2, 2, y);
     check(y[0] == 2 && y[1] == 3 && y[2] == 5 && y[3] == 6, "scalar add_scaled plain");
+  }
+  { /* a batch: an image border is a zero padding, never the next image */
+    float x[2 * 3] = {1, 2, 3, 10, 20, 30}, w9[9], y[6];
+    for (int t = 0; t < 9; t++) w9[t] = 1.0f;
+    s->dwconv3x3(s, x, 2, 3, 1, 1, w9, NULL, y); /* two 3 x 1 columns */
+    const float want[6] = {3, 6, 5, 30, 60, 50};
+    check_exact(y, want, 6, "scalar dwconv3x3 batch 2: no taps across images");
+    s->conv3x3(s, x, 2, 3, 1, 1, w9, NULL, 1, y);
+    check_exact(y, want, 6, "scalar conv3x3 batch 2: no taps across images");
+    float pm[2];
+    s->pool_mean(s, x, 2, 3, 1, 1, 0, pm);
+    check(pm[0] == 2.0f && pm[1] == 20.0f, "scalar pool_mean batch 2: one mean per image");
+    const float s2[2] = {2, -1}, g2[4] = {1, 1, 2, 2}, b2[4] = {0, 0, 5, 5};
+    s->scale_channels(s, x, s2, 3, 6, 1, y);
+    const float want_s[6] = {2, 4, 6, -10, -20, -30};
+    check_exact(y, want_s, 6, "scalar scale_channels s_every 3: one row per image");
+    const float xl[4] = {1, 3, 1, 3}; /* two pixels of 2 channels: (x - mean) rstd = -1, 1 */
+    float yl[4];
+    s->layernorm(s, xl, 2, 2, g2, b2, 1, 0.0f, yl, NULL, NULL);
+    check(yl[0] == -1 && yl[1] == 1 && yl[2] == 3 && yl[3] == 7,
+          "scalar layernorm gb_every 1: one g / b row per pixel");
   }
 }
 
@@ -406,7 +428,7 @@ static void test_conv3x3_2x2(backends *B) {
       float *x = rand_buf((size_t)h * w * cin, 1), *wt = rand_buf((size_t)9 * cin * cout, 1);
       float *bias = rand_buf(cout, 1);
       snprintf(what, sizeof what, "conv3x3 %dx%d %d->%d", h, w, cin, cout);
-      COMPARE(B, (size_t)h * w * cout, what, be->conv3x3(be, x, h, w, cin, wt, k % 2 ? bias : NULL, cout, out));
+      COMPARE(B, (size_t)h * w * cout, what, be->conv3x3(be, x, 1, h, w, cin, wt, k % 2 ? bias : NULL, cout, out));
       int he = h + (h & 1), we = w + (w & 1); /* conv2x2s2 needs even sizes */
       float *xe = rand_buf((size_t)he * we * cin, 1);
       snprintf(what, sizeof what, "conv2x2s2 %dx%d %d->%d", he, we, cin, cout);
@@ -419,7 +441,7 @@ static void test_conv3x3_2x2(backends *B) {
   float *x = rand_buf((size_t)4 * 4 * cin, 1), *wt = rand_buf((size_t)9 * cin * cout, 1);
   float *bias = rand_buf(cout, 1);
   COMPARE(B, (size_t)4 * 4 * cout, "conv3x3 4x4 1100->5",
-          be->conv3x3(be, x, 4, 4, cin, wt, bias, cout, out));
+          be->conv3x3(be, x, 1, 4, 4, cin, wt, bias, cout, out));
   COMPARE(B, (size_t)2 * 2 * cout, "conv2x2s2 4x4 1100->5",
           be->conv2x2s2(be, x, 4, 4, cin, wt, bias, cout, out));
   free(x), free(wt), free(bias);
@@ -435,11 +457,11 @@ static void test_pointwise(backends *B) {
       float *g = rand_buf(c, 1), *b = rand_buf(c, 1), *sp = rand_buf(nc, 1);
       for (size_t i = 0; i < n; i++) x[i * c] += 3.0f; /* a nonzero mean */
       snprintf(what, sizeof what, "dwconv3x3 %dx%d c=%d", h, w, c);
-      COMPARE(B, nc, what, be->dwconv3x3(be, x, h, w, c, wt, k % 2 ? b : NULL, out));
+      COMPARE(B, nc, what, be->dwconv3x3(be, x, 1, h, w, c, wt, k % 2 ? b : NULL, out));
       snprintf(what, sizeof what, "layernorm %dx%d c=%d", h, w, c);
-      COMPARE(B, nc, what, be->layernorm(be, x, n, c, g, b, 1e-6f, out, NULL, NULL));
+      COMPARE(B, nc, what, be->layernorm(be, x, n, c, g, b, 0, 1e-6f, out, NULL, NULL));
       snprintf(what, sizeof what, "layernorm stats %dx%d c=%d", h, w, c);
-      COMPARE(B, 2 * n, what, be->layernorm(be, x, n, c, g, b, 1e-6f, x2, out, out + n));
+      COMPARE(B, 2 * n, what, be->layernorm(be, x, n, c, g, b, 0, 1e-6f, x2, out, out + n));
       snprintf(what, sizeof what, "simplegate %dx%d c=%d", h, w, c);
       COMPARE(B, nc, what, be->simplegate(be, x, n, c, out));
       snprintf(what, sizeof what, "scale_channels vector %dx%d c=%d", h, w, c);
@@ -474,7 +496,7 @@ static void test_pool(backends *B) {
         int win = wins[i], global = win <= 0 || (win >= h && win >= w);
         snprintf(what, sizeof what, "pool_mean %dx%d c=%d window=%d", h, w, c, win);
         COMPARE(B, global ? (size_t)c : (size_t)h * w * c, what,
-                be->pool_mean(be, x, h, w, c, win, out));
+                be->pool_mean(be, x, 1, h, w, c, win, out));
       }
       free(x);
     }
@@ -511,6 +533,104 @@ static void test_nafblock(backends *B) {
     }
     free(x);
     naf_free(&o);
+  }
+}
+
+/* ------------------------------------------------------ batches */
+
+/* One batched call against `batch` single-image calls on the same
+ * backend: bit for bit (every output of a batch is computed as for its
+ * image alone).  Images in x are `in` floats apart, in out `out`. */
+#define PER_IMAGE(BE, BATCH, OUTN, WHAT, CALL_ALL, CALL_ONE)                     \
+  do {                                                                          \
+    size_t n_ = (OUTN);                                                         \
+    float *all_ = nan_buf(n_ * (BATCH)), *one_ = nan_buf(n_ * (BATCH));         \
+    {                                                                           \
+      mdc_backend *be = (BE);                                                   \
+      float *out = all_;                                                        \
+      CALL_ALL;                                                                 \
+      for (int img = 0; img < (BATCH); img++) {                                 \
+        out = one_ + (size_t)img * n_;                                          \
+        CALL_ONE;                                                               \
+      }                                                                         \
+    }                                                                           \
+    char m_[192];                                                               \
+    snprintf(m_, sizeof m_, "%s %s: batched = per image", (BE)->name, WHAT);    \
+    check_exact(all_, one_, n_ * (BATCH), m_);                                  \
+    free(all_), free(one_);                                                     \
+  } while (0)
+
+/* batch, h, w, cin, cout (cin >= 8, cout <= 4: AVX2's small-cout 3x3) */
+static const int batch_shapes[][5] = {{3, 5, 7, 3, 5},  {3, 5, 7, 17, 3}, {2, 1, 1, 5, 17},
+                                      {3, 7, 5, 5, 17}, {4, 6, 9, 16, 16}, {3, 2, 13, 33, 4}};
+
+static void test_batched(backends *B) {
+  char what[160];
+  for (size_t i = 0; i < sizeof batch_shapes / sizeof *batch_shapes; i++) {
+    const int nb = batch_shapes[i][0], h = batch_shapes[i][1], w = batch_shapes[i][2];
+    const int cin = batch_shapes[i][3], cout = batch_shapes[i][4];
+    const size_t hw = (size_t)h * w, n = nb * hw;
+    float *x = rand_buf(n * cin, 1), *wt = rand_buf((size_t)9 * cin * cout, 1);
+    float *bias = rand_buf(cout, 1), *dwt = rand_buf((size_t)9 * cin, 1), *db = rand_buf(cin, 1);
+    /* rows of g, b and s: per image, or (every 4 pixels) up to n */
+    float *g = rand_buf(n * cin, 1), *b = rand_buf(n * cin, 1), *sv = rand_buf(n * cin, 1);
+    float *y = nan_buf(n * cin);
+    for (size_t p = 0; p < n; p++) x[p * cin] += 3.0f; /* a nonzero mean */
+    const int mx = h > w ? h : w, wins[] = {0, 3, mx}; /* global, windowed, global */
+
+    if (B->fast[0]) { /* (a) AVX2 against the scalar, batched */
+      snprintf(what, sizeof what, "batch %d: conv3x3 %dx%d %d->%d", nb, h, w, cin, cout);
+      COMPARE(B, n * cout, what, be->conv3x3(be, x, nb, h, w, cin, wt, bias, cout, out));
+      snprintf(what, sizeof what, "batch %d: dwconv3x3 %dx%d c=%d", nb, h, w, cin);
+      COMPARE(B, n * cin, what, be->dwconv3x3(be, x, nb, h, w, cin, dwt, db, out));
+      for (int k = 0; k < 3; k++) {
+        int glob = wins[k] <= 0 || (wins[k] >= h && wins[k] >= w);
+        snprintf(what, sizeof what, "batch %d: pool_mean %dx%d c=%d window=%d", nb, h, w, cin,
+                 wins[k]);
+        COMPARE(B, glob ? (size_t)nb * cin : n * cin, what,
+                be->pool_mean(be, x, nb, h, w, cin, wins[k], out));
+      }
+      snprintf(what, sizeof what, "batch %d: layernorm per-image g/b %dx%d c=%d", nb, h, w, cin);
+      COMPARE(B, n * cin, what, be->layernorm(be, x, n, cin, g, b, hw, 1e-6f, out, NULL, NULL));
+      snprintf(what, sizeof what, "batch %d: layernorm stats per-image g/b %dx%d c=%d", nb, h, w,
+               cin);
+      COMPARE(B, 2 * n, what, be->layernorm(be, x, n, cin, g, b, hw, 1e-6f, y, out, out + n));
+      snprintf(what, sizeof what, "layernorm g/b every 4 pixels n=%zu c=%d", n, cin);
+      COMPARE(B, n * cin, what, be->layernorm(be, x, n, cin, g, b, 4, 1e-6f, out, NULL, NULL));
+      snprintf(what, sizeof what, "batch %d: scale_channels per image %dx%d c=%d", nb, h, w, cin);
+      COMPARE(B, n * cin, what, be->scale_channels(be, x, sv, hw, n, cin, out));
+      snprintf(what, sizeof what, "scale_channels s every 4 pixels n=%zu c=%d", n, cin);
+      COMPARE(B, n * cin, what, be->scale_channels(be, x, sv, 4, n, cin, out));
+    }
+
+    /* (b) batched = one call per image, both backends */
+    mdc_backend *bes[2] = {B->ref, B->fast[1]};
+    for (int e = 0; e < 2 && bes[e]; e++) {
+      snprintf(what, sizeof what, "batch %d conv3x3 %dx%d %d->%d", nb, h, w, cin, cout);
+      PER_IMAGE(bes[e], nb, hw * cout, what,
+                be->conv3x3(be, x, nb, h, w, cin, wt, bias, cout, out),
+                be->conv3x3(be, x + img * hw * cin, 1, h, w, cin, wt, bias, cout, out));
+      snprintf(what, sizeof what, "batch %d dwconv3x3 %dx%d c=%d", nb, h, w, cin);
+      PER_IMAGE(bes[e], nb, hw * cin, what, be->dwconv3x3(be, x, nb, h, w, cin, dwt, db, out),
+                be->dwconv3x3(be, x + img * hw * cin, 1, h, w, cin, dwt, db, out));
+      for (int k = 0; k < 3; k++) {
+        int glob = wins[k] <= 0 || (wins[k] >= h && wins[k] >= w);
+        snprintf(what, sizeof what, "batch %d pool_mean %dx%d c=%d window=%d", nb, h, w, cin,
+                 wins[k]);
+        PER_IMAGE(bes[e], nb, glob ? (size_t)cin : hw * cin, what,
+                  be->pool_mean(be, x, nb, h, w, cin, wins[k], out),
+                  be->pool_mean(be, x + img * hw * cin, 1, h, w, cin, wins[k], out));
+      }
+      snprintf(what, sizeof what, "batch %d layernorm per-image g/b %dx%d c=%d", nb, h, w, cin);
+      PER_IMAGE(bes[e], nb, hw * cin, what,
+                be->layernorm(be, x, n, cin, g, b, hw, 1e-6f, out, NULL, NULL),
+                be->layernorm(be, x + img * hw * cin, hw, cin, g + img * cin, b + img * cin, 0,
+                              1e-6f, out, NULL, NULL));
+      snprintf(what, sizeof what, "batch %d scale_channels per image %dx%d c=%d", nb, h, w, cin);
+      PER_IMAGE(bes[e], nb, hw * cin, what, be->scale_channels(be, x, sv, hw, n, cin, out),
+                be->scale_channels(be, x + img * hw * cin, sv + img * cin, 0, hw, cin, out));
+    }
+    free(x), free(wt), free(bias), free(dwt), free(db), free(g), free(b), free(sv), free(y);
   }
 }
 
@@ -607,9 +727,12 @@ int main(void) {
       test_pointwise(&B);
       test_pool(&B);
       test_nafblock(&B);
+    } else {
+      for (int t = 0; t < 3; t++) mdc_backend_free(B.fast[t]), B.fast[t] = NULL;
     }
-    for (int t = 0; t < 3; t++) mdc_backend_free(B.fast[t]);
   }
+  test_batched(&B); /* the scalar alone without AVX2 */
+  for (int t = 0; t < 3; t++) mdc_backend_free(B.fast[t]);
   mdc_backend_free(B.ref);
   mdc_backend_free(B.ref1);
   printf("%d passed, %d failed\n", n_passed, n_failed);

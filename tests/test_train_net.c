@@ -14,18 +14,22 @@
 #include "optim.h"
 #include "train_net.h"
 
-/* L = sum(w_out * out) + sum(w_log * logits), in double. */
-/* w_out NULL: the classifier alone (DCPT's second pass). */
-static double loss(tr_net *t, mdc_backend *be, const float *in, const unsigned char *mask,
-                   const float *cond, const float *w_out, const double *w_log) {
-  tr_net_forward(t, be, in, mask, cond, w_out != NULL);
+/* L = sum(w_out * out) + sum(w_log * logits) over n crops, in double.
+ * w_out NULL: the classifier alone (DCPT's second pass). */
+static double loss(tr_net *t, mdc_backend *be, int n, const float *const *in,
+                   const unsigned char *const *masks, const float *const *cond,
+                   const float *w_out, const double *w_log) {
+  tr_net_forward(t, be, n, in, masks, cond, w_out != NULL);
   double l = 0;
-  size_t n = (size_t)t->crop * t->crop * 3;
-  for (size_t i = 0; w_out && i < n; i++) l += (double)w_out[i] * t->out[i];
-  for (int q = 0; q < t->net.arch.num_classes; q++) l += w_log[q] * t->logits[q];
+  size_t px = (size_t)n * t->crop * t->crop * 3;
+  for (size_t i = 0; w_out && i < px; i++) l += (double)w_out[i] * t->out[i];
+  for (int q = 0; q < n * t->net.arch.num_classes; q++) l += w_log[q] * t->logits[q];
   return l;
 }
 
+/* Two crops in one pass, each with its own input, class weights and mask:
+ * the per-crop rows of the batched layers (attention means, conditioned
+ * norms, masks) all reach the gradients. */
 static void check_gradients(int masked, int window, int fast, int classify_only) {
   mdc_arch a;
   tu_small_arch(&a, 4, 2, window);
@@ -36,23 +40,25 @@ static void check_gradients(int masked, int window, int fast, int classify_only)
   mdc_weights_clear(&w);
   tr_net t;
   char msg[256];
-  int crop = 8;
+  int crop = 8, nb = 2;
   mdc_backend *be = fast ? mdc_backend_cpu_best_new(2) : mdc_backend_cpu_scalar_new(1);
-  if (tr_net_init(&t, &net, crop, be, msg, sizeof msg) != 0) {
+  if (tr_net_init(&t, &net, crop, nb, be, msg, sizeof msg) != 0) {
     CHECK(0, "tr_net_init: %s", msg);
     return;
   }
   size_t n = (size_t)crop * crop * 3;
-  float *in = tu_test_image(crop, crop, 3, 7), *w_out = tu_test_image(crop, crop, 3, 8);
-  for (size_t i = 0; i < n; i++) w_out[i] -= 0.5f;
-  double w_log[4] = {0.3, -0.7, 0.2, 0.5};
-  float cond[4] = {0.1f, 0.6f, 0.2f, 0.1f};
-  unsigned char mask[4] = {1, 0, 0, 1}; /* 2x2 patches of 4 px */
-  const unsigned char *m = masked ? mask : NULL;
+  float *in0 = tu_test_image(crop, crop, 3, 7), *in1 = tu_test_image(crop, crop, 3, 9);
+  float *w_out = tu_test_image(crop, 2 * crop, 3, 8);
+  for (size_t i = 0; i < 2 * n; i++) w_out[i] -= 0.5f;
+  double w_log[8] = {0.3, -0.7, 0.2, 0.5, -0.4, 0.1, 0.6, -0.2};
+  float cond0[4] = {0.1f, 0.6f, 0.2f, 0.1f}, cond1[4] = {0.7f, 0.0f, 0.1f, 0.2f};
+  unsigned char mask0[4] = {1, 0, 0, 1}, mask1[4] = {0, 1, 1, 1}; /* 2x2 patches of 4 px */
+  const float *ins[2] = {in0, in1}, *conds[2] = {cond0, cond1};
+  const unsigned char *mk[2] = {mask0, mask1}, *const *m = masked ? mk : NULL;
 
   const float *wo = classify_only ? NULL : w_out;
   tr_net_zero_grad(&t);
-  loss(&t, be, in, m, cond, wo, w_log);
+  loss(&t, be, nb, ins, m, conds, wo, w_log);
   tr_net_backward(&t, be, wo, w_log);
 
   /* every tensor: its largest-gradient element and a few others */
@@ -69,9 +75,9 @@ static void check_gradients(int masked, int window, int fast, int classify_only)
        * where the loss bends sharply */
       double h = 1e-3 * fmax(1.0, fabs(keep));
       t.net.storage[i] = (float)(keep + h);
-      double lp = loss(&t, be, in, m, cond, wo, w_log);
+      double lp = loss(&t, be, nb, ins, m, conds, wo, w_log);
       t.net.storage[i] = (float)(keep - h);
-      double lm = loss(&t, be, in, m, cond, wo, w_log);
+      double lm = loss(&t, be, nb, ins, m, conds, wo, w_log);
       t.net.storage[i] = keep;
       double num = (lp - lm) / (2 * h), ana = t.grad[i];
       double err = fabs(num - ana) / fmax(1.0, fabs(num));
@@ -84,13 +90,86 @@ static void check_gradients(int masked, int window, int fast, int classify_only)
     }
     off += (size_t)s.numel;
   }
-  printf("%s, mask %d, window %d%s: %d parameters checked, worst relative error %.2e\n",
+  printf("%s, 2 crops, mask %d, window %d%s: %d parameters checked, worst relative error "
+         "%.2e\n",
          be->name, masked, window, classify_only ? ", classifier only" : "", checked, worst);
   CHECK(bad == 0, "%s mask %d window %d: %d of %d gradients off", be->name, masked, window, bad,
         checked);
-  free(in);
+  free(in0);
+  free(in1);
   free(w_out);
   tr_net_free(&t);
+  mdc_backend_free(be);
+}
+
+/* One pass over three crops gives what three passes over one crop give:
+ * outputs, logits, losses and accumulated gradients (auto mode for one
+ * crop, masks for all: every per-crop path of the batched graph). */
+static void check_batch_equals_crops(int fast) {
+  mdc_arch a;
+  tu_small_arch(&a, 4, 2, 0);
+  enum { NB = 3, CROP = 16 };
+  tr_net t[2];
+  mdc_backend *be = fast ? mdc_backend_cpu_best_new(2) : mdc_backend_cpu_scalar_new(1);
+  char msg[256];
+  for (int k = 0; k < 2; k++) {
+    mdc_weights w;
+    mdc_net net;
+    CHECK(mdc_weights_init_random(&w, &a, 11, 0.5f, NULL) == MASKDCPT_OK, "init");
+    CHECK(mdc_net_init(&net, &w, NULL) == MASKDCPT_OK, "net");
+    mdc_weights_clear(&w);
+    if (tr_net_init(&t[k], &net, CROP, k ? NB : 1, be, msg, sizeof msg) != 0) {
+      CHECK(0, "tr_net_init: %s", msg);
+      return;
+    }
+  }
+  size_t px = (size_t)CROP * CROP * 3, np = t[0].num_params;
+  float *in[NB], *clean[NB];
+  float cond[NB][4] = {{0, 1, 0, 0}, {0.2f, 0.2f, 0.5f, 0.1f}, {0}};
+  unsigned char masks[NB][16];
+  const float *cin[NB], *cclean[NB], *ccond[NB];
+  const unsigned char *cmask[NB];
+  for (int i = 0; i < NB; i++) {
+    in[i] = tu_test_image(CROP, CROP, 3, 20 + i);
+    clean[i] = tu_test_image(CROP, CROP, 3, 30 + i);
+    for (int p = 0; p < 16; p++) masks[i][p] = (unsigned char)((p * 7 + i) % 3 != 0);
+    cin[i] = in[i], cclean[i] = clean[i], cmask[i] = masks[i];
+    ccond[i] = i == 2 ? NULL : cond[i];
+  }
+  double dlog[NB * 4];
+  for (int q = 0; q < NB * 4; q++) dlog[q] = 0.1 * (q % 5) - 0.2;
+  float *out1 = malloc(NB * px * sizeof(float));
+  double logits1[NB * 4], loss1 = 0;
+  tr_net_zero_grad(&t[0]);
+  for (int i = 0; i < NB; i++) {
+    tr_net_forward(&t[0], be, 1, cin + i, cmask + i, ccond + i, 1);
+    memcpy(out1 + i * px, tr_net_output(&t[0]), px * sizeof(float));
+    memcpy(logits1 + i * 4, t[0].logits, 4 * sizeof(double));
+    loss1 += tr_net_restoration_loss(&t[0], cclean + i, 1, 1e-8, 0.5f);
+    tr_net_backward(&t[0], be, t[0].d_out, dlog + i * 4);
+  }
+  tr_net_zero_grad(&t[1]);
+  tr_net_forward(&t[1], be, NB, cin, cmask, ccond, 1);
+  const float *outb = tr_net_output(&t[1]);
+  double loss_b = tr_net_restoration_loss(&t[1], cclean, 1, 1e-8, 0.5f);
+  double dout = 0, dlg = 0, dgrad = 0, gmax = 0;
+  for (size_t i = 0; i < NB * px; i++) dout = fmax(dout, fabs(outb[i] - out1[i]));
+  for (int q = 0; q < NB * 4; q++) dlg = fmax(dlg, fabs(t[1].logits[q] - logits1[q]));
+  tr_net_backward(&t[1], be, t[1].d_out, dlog);
+  for (size_t i = 0; i < np; i++) {
+    dgrad = fmax(dgrad, fabs(t[1].grad[i] - t[0].grad[i]));
+    gmax = fmax(gmax, fabs(t[0].grad[i]));
+  }
+  printf("%s: 3 crops in one pass vs one by one: output %.2e, logits %.2e, loss %.2e, "
+         "gradients %.2e of max %.3g\n",
+         be->name, dout, dlg, fabs(loss_b - loss1), dgrad, gmax);
+  CHECK(dout < 1e-5 && dlg < 1e-5, "%s batched forward differs: %g %g", be->name, dout, dlg);
+  CHECK(fabs(loss_b - loss1) < 1e-6 * fmax(1.0, fabs(loss1)), "%s loss %g vs %g", be->name,
+        loss_b, loss1);
+  CHECK(dgrad < 1e-5 * fmax(1.0, gmax), "%s batched gradients differ by %g", be->name, dgrad);
+  for (int i = 0; i < NB; i++) free(in[i]), free(clean[i]);
+  free(out1);
+  for (int k = 0; k < 2; k++) tr_net_free(&t[k]);
   mdc_backend_free(be);
 }
 
@@ -244,7 +323,7 @@ static void check_overfit(void) {
   char msg[256];
   int crop = 16;
   mdc_backend *be = mdc_backend_cpu_best_new(2);
-  if (tr_net_init(&t, &net, crop, be, msg, sizeof msg) != 0) {
+  if (tr_net_init(&t, &net, crop, 1, be, msg, sizeof msg) != 0) {
     CHECK(0, "%s", msg);
     return;
   }
@@ -256,9 +335,10 @@ static void check_overfit(void) {
   double first = 0, last = 0, l1 = 0, focal = 0;
   for (int step = 0; step < 600; step++) {
     tr_net_zero_grad(&t);
-    tr_net_forward(&t, be, deg, NULL, onehot, 1);
+    const float *ins[1] = {deg}, *cls[1] = {clean}, *conds[1] = {onehot};
+    tr_net_forward(&t, be, 1, ins, NULL, conds, 1);
     double dlog[4];
-    l1 = tr_net_restoration_loss(&t, clean, 0, 0.0, 1.0f);
+    l1 = tr_net_restoration_loss(&t, cls, 0, 0.0, 1.0f);
     focal = tr_focal_loss(t.logits, 4, 1, 2.0, 1.0, dlog);
     tr_net_backward(&t, be, t.d_out, dlog);
     tr_clip_grad_norm(be, t.grad, t.num_params, 1.0);
@@ -287,5 +367,7 @@ int main(void) {
   check_gradients(0, 0, 0, 1);
   check_gradients(0, 0, 1, 0);
   check_gradients(1, 0, 1, 0);
+  check_batch_equals_crops(0);
+  check_batch_equals_crops(1);
   return tu_finish();
 }

@@ -45,7 +45,7 @@ static float *rand_buf(size_t n, float scale) {
 
 typedef struct job {
   int kind; /* 0 conv1x1, 1 nafblock, 2 conv3x3 */
-  int h, w, cin, cout, window;
+  int h, w, cin, cout, window, batch; /* batch: conv3x3 images of h x w */
   const float *x, *wt, *b;
   float *y;
   mdc_nafblock_params *p;
@@ -56,7 +56,7 @@ static void job_run(mdc_backend *be, const job *j) {
   if (j->kind == 0)
     be->conv1x1(be, j->x, (size_t)j->h * j->w, j->cin, j->wt, j->b, j->cout, j->y);
   else if (j->kind == 2)
-    be->conv3x3(be, j->x, j->h, j->w, j->cin, j->wt, j->b, j->cout, j->y);
+    be->conv3x3(be, j->x, j->batch, j->h, j->w, j->cin, j->wt, j->b, j->cout, j->y);
   else
     be->nafblock_forward(be, j->p, j->x, j->h, j->w, 1e-6f, j->window, j->y, j->scratch);
 }
@@ -117,7 +117,7 @@ static void print_table(const bench *B) {
 
 static void bench_conv1x1(bench *B, int h, int w, int cin, int cout) {
   size_t n = (size_t)h * w;
-  job j = {0, h, w, cin, cout, 0, rand_buf(n * cin, 1), rand_buf((size_t)cin * cout, 0.1f),
+  job j = {0, h, w, cin, cout, 0, 1, rand_buf(n * cin, 1), rand_buf((size_t)cin * cout, 0.1f),
            rand_buf(cout, 1), rand_buf(n * cout, 1), NULL, NULL};
   char name[64];
   snprintf(name, sizeof name, "conv1x1 %dx%d %d->%d", h, w, cin, cout);
@@ -125,12 +125,16 @@ static void bench_conv1x1(bench *B, int h, int w, int cin, int cout) {
   free((void *)j.x), free((void *)j.wt), free((void *)j.b), free(j.y);
 }
 
-static void bench_conv3x3(bench *B, int h, int w, int cin, int cout) {
-  size_t n = (size_t)h * w;
-  job j = {2, h, w, cin, cout, 0, rand_buf(n * cin, 1), rand_buf((size_t)9 * cin * cout, 0.1f),
-           rand_buf(cout, 1), rand_buf(n * cout, 1), NULL, NULL};
+static void bench_conv3x3(bench *B, int batch, int h, int w, int cin, int cout) {
+  size_t n = (size_t)batch * h * w;
+  job j = {2, h, w, cin, cout, 0, batch, rand_buf(n * cin, 1),
+           rand_buf((size_t)9 * cin * cout, 0.1f), rand_buf(cout, 1), rand_buf(n * cout, 1), NULL,
+           NULL};
   char name[64];
-  snprintf(name, sizeof name, "conv3x3 %dx%d %d->%d", h, w, cin, cout);
+  if (batch > 1)
+    snprintf(name, sizeof name, "conv3x3 %d x %dx%d %d->%d", batch, h, w, cin, cout);
+  else
+    snprintf(name, sizeof name, "conv3x3 %dx%d %d->%d", h, w, cin, cout);
   record(B, name, &j, 2.0 * n * 9 * cin * cout);
   free((void *)j.x), free((void *)j.wt), free((void *)j.b), free(j.y);
 }
@@ -154,7 +158,7 @@ static void bench_nafblock(bench *B, int h, int w, int c, int window) {
       size_t s = all[i]->nafblock_scratch_size(all[i], c, h, w, window);
       if (s > bytes) bytes = s;
     }
-  job j = {1, h, w, c, c, window, rand_buf(n * cc, 1), NULL, NULL, rand_buf(n * cc, 1), &p,
+  job j = {1, h, w, c, c, window, 1, rand_buf(n * cc, 1), NULL, NULL, rand_buf(n * cc, 1), &p,
            malloc(bytes)};
   int global = window <= 0 || (window >= h && window >= w);
   /* MACs per pixel: conv1 2c^2, dw 18c, (sca c^2 per pixel when windowed),
@@ -187,9 +191,11 @@ static void bench_round(bench *B) {
   bench_conv1x1(B, 64, 64, 512, 256);
   bench_conv1x1(B, 512, 512, 17, 33);
   bench_conv1x1(B, 256, 256, 60, 100);
-  bench_conv3x3(B, 512, 512, 3, 16);
-  bench_conv3x3(B, 512, 512, 16, 3);
-  bench_conv3x3(B, 256, 256, 32, 32);
+  bench_conv3x3(B, 1, 512, 512, 3, 16);
+  bench_conv3x3(B, 1, 512, 512, 16, 3);
+  bench_conv3x3(B, 1, 256, 256, 32, 32);
+  bench_conv3x3(B, 16, 64, 64, 32, 32); /* a training batch: as many pixels as 256x256 */
+  bench_conv3x3(B, 16, 128, 128, 16, 3);
   for (int c = 16; c <= 64; c *= 2) {
     bench_nafblock(B, 256, 256, c, 0);
     bench_nafblock(B, 512, 512, c, 0);

@@ -22,9 +22,11 @@ static double now_seconds(void) {
 
 static const char *bench_usage =
     "Usage: maskdcpt-train bench [--device auto|cpu|cuda] [--width 32] [--crop 256]\n"
-    "                            [--batch 16] [--steps 20] [--threads N]\n"
+    "                            [--batch 16] [--micro-batch N] [--steps 20]\n"
+    "                            [--threads N]\n"
     "Times training steps of a random network (blocks 1,1,1,2 / 2 / 1,1,1,1,\n"
-    "12 classes) on random crops: median step time after 3 warm-up steps.\n";
+    "12 classes) on random crops: median step time after 3 warm-up steps.\n"
+    "--micro-batch: crops per pass (default: the batch on a GPU, 1 on the CPU).\n";
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -35,15 +37,17 @@ int tr_bench_main(int argc, char **argv) {
   static const struct option opts[] = {{"device", 1, 0, 'D'}, {"width", 1, 0, 'W'},
                                        {"crop", 1, 0, 'c'},   {"batch", 1, 0, 'b'},
                                        {"steps", 1, 0, 's'},  {"threads", 1, 0, 'j'},
+                                       {"micro-batch", 1, 0, 'B'},
                                        {"help", 0, 0, 'h'},   {0, 0, 0, 0}};
   const char *device = "auto";
-  int width = 32, crop = 256, batch = 16, steps = 20, threads = 0, c;
+  int width = 32, crop = 256, batch = 16, micro = 0, steps = 20, threads = 0, c;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
     switch (c) {
     case 'D': device = optarg; break;
     case 'W': width = atoi(optarg); break;
     case 'c': crop = atoi(optarg); break;
     case 'b': batch = atoi(optarg); break;
+    case 'B': micro = atoi(optarg); break;
     case 's': steps = atoi(optarg); break;
     case 'j': threads = atoi(optarg); break;
     case 'h': fputs(bench_usage, stdout); return 0;
@@ -51,7 +55,7 @@ int tr_bench_main(int argc, char **argv) {
     }
   }
   if (width < 1 || width > MDC_MAX_WIDTH || crop < 16 || crop % 16 || crop > 384 || batch < 1 ||
-      steps < 1 ||
+      micro < 0 || steps < 1 ||
       (strcmp(device, "auto") && strcmp(device, "cpu") && strcmp(device, "cuda"))) {
     fputs(bench_usage, stderr);
     return 2;
@@ -72,7 +76,9 @@ int tr_bench_main(int argc, char **argv) {
     return 1;
   }
   mdc_weights_clear(&w);
-  if (tr_net_init(&t, &net, crop, be, msg, sizeof msg) != 0) {
+  if (!micro) micro = mdc_be_is_device(be) ? batch : 1;
+  if (micro > batch) micro = batch;
+  if (tr_net_init(&t, &net, crop, micro, be, msg, sizeof msg) != 0) {
     fprintf(stderr, "maskdcpt-train bench: %s\n", msg);
     return 1;
   }
@@ -92,14 +98,21 @@ int tr_bench_main(int argc, char **argv) {
   for (int step = -3; step < steps && rc == 0; step++) {
     double t0 = now_seconds();
     tr_net_zero_grad(&t);
-    for (int b = 0; b < batch; b++) {
-      const float *deg = crops + px * 2 * (size_t)b, *clean = deg + px;
-      float onehot[MDC_MAX_CLASSES] = {0};
-      onehot[b % k] = 1.0f;
-      double dlog[MDC_MAX_CLASSES];
-      tr_net_forward(&t, be, deg, NULL, onehot, 1);
+    for (int b0 = 0; b0 < batch; b0 += t.batch) {
+      int n = batch - b0 < t.batch ? batch - b0 : t.batch;
+      const float *deg[n], *clean[n], *cond[n];
+      float onehot[n][MDC_MAX_CLASSES];
+      double dlog[n * k];
+      for (int i = 0; i < n; i++) {
+        deg[i] = crops + px * 2 * (size_t)(b0 + i), clean[i] = deg[i] + px;
+        memset(onehot[i], 0, sizeof onehot[i]);
+        onehot[i][(b0 + i) % k] = 1.0f;
+        cond[i] = onehot[i];
+      }
+      tr_net_forward(&t, be, n, deg, NULL, cond, 1);
       tr_net_restoration_loss(&t, clean, 1, 1e-8, 1.0f / batch);
-      tr_focal_loss(t.logits, k, b % k, 2.0, 1.0 / batch, dlog);
+      for (int i = 0; i < n; i++)
+        tr_focal_loss(t.logits + (size_t)i * k, k, (b0 + i) % k, 2.0, 1.0 / batch, dlog + i * k);
       tr_net_backward(&t, be, t.d_out, dlog);
     }
     tr_clip_grad_norm(be, t.grad, np, 1.0);
@@ -117,9 +130,9 @@ int tr_bench_main(int argc, char **argv) {
     double med = times[steps / 2];
     /* forward + backward of the restoration path: about 3x the forward's MACs */
     double gflops = 3.0 * 2.0 * mdc_arch_macs_per_pixel(&a) * crop * crop * batch / med / 1e9;
-    printf("%s: width %d, %zu parameters, crop %d, batch %d: median step %.2f ms (min %.2f, "
+    printf("%s: width %d, %zu parameters, crop %d, batch %d (%d per pass): median step %.2f ms (min %.2f, "
            "max %.2f) = %.2f steps/s, %.1f crops/s, about %.0f GFLOP/s\n",
-           be->name, width, np, crop, batch, med * 1e3, times[0] * 1e3, times[steps - 1] * 1e3,
+           be->name, width, np, crop, batch, t.batch, med * 1e3, times[0] * 1e3, times[steps - 1] * 1e3,
            1.0 / med, batch / med, gflops);
   }
   mdc_be_free(be, opt);

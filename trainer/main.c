@@ -31,7 +31,7 @@ typedef struct settings {
   const char *data, *out, *init;
   train_mode mode;
   mdc_arch arch;
-  int crop, batch, threads, loader_threads;
+  int crop, batch, micro_batch, threads, loader_threads;
   long steps, warmup, checkpoint_every, log_every;
   double lr, wd, clip, ema, focal_gamma, cls_weight, mask_ratio, val_fraction, psnr_cap;
   long seed;
@@ -81,6 +81,9 @@ static const char *usage =
     "                      1,1,1,1, 192, 64); classes: the degradation registry\n"
     "  --crop N            crop side, a multiple of 16, <= window (default 64)\n"
     "  --batch N           crops per step (default 8)\n"
+    "  --micro-batch N     crops per pass through the network (default: the\n"
+    "                      whole batch on a GPU, 1 on the CPU); gradients\n"
+    "                      accumulate, so only memory and speed change\n"
     "  --steps N           optimizer steps in all (default 1000)\n"
     "  --lr X --warmup N   AdamW learning rate (1e-3), warm-up steps (steps/20)\n"
     "  --wd X              decoupled weight decay (0)\n"
@@ -131,6 +134,7 @@ static void parse_args(int argc, char **argv, settings *s) {
       {"checkpoint-every", 1, 0, 'K'}, {"resume", 0, 0, 'R'}, {"help", 0, 0, 'h'},
       {"loader-threads", 1, 0, 'L'}, {"loss", 1, 0, 'o'}, {"fp16", 0, 0, 'F'},
       {"device", 1, 0, 'D'},   {"psnr-cap", 1, 0, 'Q'},  {"input-bits", 1, 0, 'I'},
+      {"micro-batch", 1, 0, 'B'},
       {0, 0, 0, 0}};
   memset(s, 0, sizeof *s);
   s->mode = MODE_MASKDCPT;
@@ -170,6 +174,7 @@ static void parse_args(int argc, char **argv, settings *s) {
     case 'H': s->arch.cls_hidden = atoi(optarg); break;
     case 'c': s->crop = atoi(optarg); break;
     case 'b': s->batch = atoi(optarg); break;
+    case 'B': s->micro_batch = atoi(optarg); break;
     case 's': s->steps = atol(optarg); break;
     case 'l': s->lr = atof(optarg); break;
     case 'u': s->warmup = atol(optarg); break;
@@ -207,9 +212,9 @@ static void parse_args(int argc, char **argv, settings *s) {
   s->data = argv[optind];
   s->out = argv[optind + 1];
   if (s->warmup < 0) s->warmup = s->steps / 20;
-  if (s->batch < 1 || s->steps < 1 || s->crop < 16 || !(s->lr > 0) || s->mask_ratio < 0 ||
+  if (s->batch < 1 || s->micro_batch < 0 || s->steps < 1 || s->crop < 16 || !(s->lr > 0) || s->mask_ratio < 0 ||
       s->loader_threads < 1 || s->mask_ratio >= 1 || !(s->psnr_cap > 0 && s->psnr_cap <= 120) || s->input_bits < 0 || s->input_bits > 16)
-    die("%s", "bad --batch, --steps, --crop, --lr, --mask-ratio, --psnr-cap or --input-bits");
+    die("%s", "bad --batch, --micro-batch, --steps, --crop, --lr, --mask-ratio, --psnr-cap or --input-bits");
   s->arch.num_classes = dg_num_classes();
   for (int i = 0; i < s->arch.num_classes; i++)
     snprintf(s->arch.class_names[i], MDC_MAX_CLASS_NAME, "%s", dg_class_name(i));
@@ -338,8 +343,10 @@ int main(int argc, char **argv) {
   if (mdc_net_init(&net, &w, &err) != MASKDCPT_OK) die("%s", err.message);
   mdc_weights_clear(&w);
   mdc_backend *be = make_backend(&s);
+  int micro = s.micro_batch ? s.micro_batch : mdc_be_is_device(be) ? s.batch : 1;
+  if (micro > s.batch) micro = s.batch;
   tr_net t;
-  if (tr_net_init(&t, &net, s.crop, be, msg, sizeof msg) != 0) die("%s", msg);
+  if (tr_net_init(&t, &net, s.crop, micro, be, msg, sizeof msg) != 0) die("%s", msg);
 
   tr_dataset ds;
   if (tr_dataset_load(&ds, s.data, s.crop, s.val_fraction, TR_SPLIT_SEED, msg, sizeof msg) != 0)
@@ -383,7 +390,7 @@ int main(int argc, char **argv) {
   if (val_log && !s.resume) fprintf(val_log, "step,psnr_input,psnr_restored,accuracy\n");
 
   int patches = s.crop >> s.arch.levels;
-  unsigned char *mask = malloc((size_t)patches * patches);
+  unsigned char *mask = malloc((size_t)patches * patches * micro);
   if (!mask || patches * patches > 4096) die("%s", "out of memory");
   int k = s.arch.num_classes;
   const double psnr_eps = pow(10.0, -s.psnr_cap / 10);
@@ -405,43 +412,55 @@ int main(int argc, char **argv) {
     tr_net_zero_grad(&t);
     const tr_sample *samples;
     if (tr_loader_next(loader, step, &samples, msg, sizeof msg) != 0) die("%s", msg);
-    for (int b = 0; b < s.batch; b++) {
-      const tr_sample smp = samples[b];
-      const float *clean = smp.clean, *deg = smp.degraded;
-      float onehot[MDC_MAX_CLASSES] = {0};
-      onehot[smp.label] = 1.0f;
-      const unsigned char *m = NULL;
-      if (s.mode == MODE_MASKDCPT) {
-        draw_mask(mask, patches, s.mask_ratio, mix64((uint64_t)s.seed ^ mix64(step * 131 + b)));
-        m = mask;
+    for (int b0 = 0; b0 < s.batch; b0 += t.batch) {
+      int n = s.batch - b0 < t.batch ? s.batch - b0 : t.batch;
+      const float *clean[n], *deg[n], *cond[n];
+      const unsigned char *masks[n];
+      float onehot[n][MDC_MAX_CLASSES];
+      double dlog[n * k]; /* [n][K], as tr_net_backward reads it */
+      for (int i = 0; i < n; i++) {
+        const tr_sample *smp = &samples[b0 + i];
+        clean[i] = smp->clean, deg[i] = smp->degraded;
+        memset(onehot[i], 0, sizeof onehot[i]);
+        onehot[i][smp->label] = 1.0f;
+        /* fine-tuning teaches auto mode: half the crops use the prediction */
+        cond[i] = s.mode == MODE_FINETUNE && ((b0 + i) & 1) ? NULL : onehot[i];
+        masks[i] = mask + (size_t)i * patches * patches;
+        if (s.mode == MODE_MASKDCPT)
+          draw_mask(mask + (size_t)i * patches * patches, patches, s.mask_ratio,
+                    mix64((uint64_t)s.seed ^ mix64(step * 131 + b0 + i)));
       }
-      double l1, focal, dlog[MDC_MAX_CLASSES];
+      double rec, focal = 0;
       if (s.mode == MODE_DCPT) {
-        /* DCPT: the network autoencodes the clean crop (conditioned on
-         * "clean"), and the classifier names the degraded crop's damage
+        /* DCPT: the network autoencodes the clean crops (conditioned on
+         * "clean"), and the classifier names the degraded crops' damage
          * from its encoder features: two forward and backward passes. */
         float clean_class[MDC_MAX_CLASSES] = {1.0f};
-        tr_net_forward(&t, be, clean, NULL, clean_class, 1);
-        l1 = tr_net_restoration_loss(&t, clean, 0, 0.0, 1.0f / s.batch);
+        const float *cc[n];
+        for (int i = 0; i < n; i++) cc[i] = clean_class;
+        tr_net_forward(&t, be, n, clean, NULL, cc, 1);
+        rec = tr_net_restoration_loss(&t, clean, 0, 0.0, 1.0f / s.batch);
         tr_net_backward(&t, be, t.d_out, NULL);
-        tr_net_forward(&t, be, deg, NULL, NULL, 0);
-        focal = tr_focal_loss(t.logits, k, smp.label, s.focal_gamma, s.cls_weight / s.batch, dlog);
-        tr_net_backward(&t, be, NULL, dlog);
+        tr_net_forward(&t, be, n, deg, NULL, NULL, 0);
       } else {
-        /* fine-tuning teaches auto mode: half the crops use the prediction */
-        const float *cond = s.mode == MODE_FINETUNE && (b & 1) ? NULL : onehot;
-        tr_net_forward(&t, be, deg, m, cond, 1);
-        l1 = tr_net_restoration_loss(&t, clean, s.psnr_loss, psnr_eps, 1.0f / s.batch);
-        focal = tr_focal_loss(t.logits, k, smp.label, s.focal_gamma, s.cls_weight / s.batch,
-                              dlog);
-        tr_net_backward(&t, be, t.d_out, s.cls_weight > 0 ? dlog : NULL);
+        tr_net_forward(&t, be, n, deg, s.mode == MODE_MASKDCPT ? masks : NULL, cond, 1);
+        rec = tr_net_restoration_loss(&t, clean, s.psnr_loss, psnr_eps, 1.0f / s.batch);
       }
-      int best = 0;
-      for (int q = 1; q < k; q++)
-        if (t.logits[q] > t.logits[best]) best = q;
-      correct += best == smp.label;
-      seen++;
-      sum_l1 += l1, sum_focal += focal, sum_loss += l1 + s.cls_weight * focal;
+      for (int i = 0; i < n; i++) {
+        const double *lg = t.logits + (size_t)i * k;
+        int label = samples[b0 + i].label;
+        focal += tr_focal_loss(lg, k, label, s.focal_gamma, s.cls_weight / s.batch, dlog + i * k);
+        int best = 0;
+        for (int q = 1; q < k; q++)
+          if (lg[q] > lg[best]) best = q;
+        correct += best == label;
+      }
+      if (s.mode == MODE_DCPT)
+        tr_net_backward(&t, be, NULL, dlog);
+      else
+        tr_net_backward(&t, be, t.d_out, s.cls_weight > 0 ? dlog : NULL);
+      seen += n;
+      sum_l1 += rec, sum_focal += focal, sum_loss += rec + s.cls_weight * focal;
     }
     double norm = tr_clip_grad_norm(be, t.grad, np, s.clip);
     double lr = tr_lr_at(step, s.steps, s.warmup, s.lr, 0.01);

@@ -1,6 +1,7 @@
 /* train_net.h - the network's forward pass with saved activations and its
- * backward pass, for one crop at a time (gradients accumulate over a
- * batch).  Parameters live in an mdc_net (kernel layouts), so the trainer
+ * backward pass, for up to `batch` crops at once (each layer runs once
+ * over all of them; gradients accumulate, so a large optimizer batch can
+ * run as several smaller ones).  Parameters live in an mdc_net (kernel layouts), so the trainer
  * and the inference core always run the same network; gradients have the
  * same layout in a parallel array.
  *
@@ -37,17 +38,22 @@ typedef struct tr_net {
   float *grad;     /* gradients, same layout as net.storage */
   size_t num_params;
   int crop;     /* side of the square crops this plan holds */
-  float *target, *d_out; /* clean crop and d loss / d out for tr_net_restoration_loss */
+  int batch;    /* most crops per forward/backward */
+  int n;        /* crops in the last forward */
+  float *target, *d_out; /* clean crops and d loss / d out for tr_net_restoration_loss */
   float *out_host;       /* host copy of out (tr_net_output) */
   tr_head head;          /* host */
   float *head_mirror;    /* device backend: host copy of the head's parameters */
   float *head_grad;      /* host: the head's gradients of one backward */
   float *head_grad_dev;  /* the same, on its way into grad */
-  float *cond_dev;       /* class weights [K] */
-  float *vec;            /* per-channel scratch: 8 x 4096 floats */
+  float *cond_dev;       /* class weights [batch][K] */
+  float *vec;            /* per-channel scratch: 8 x batch x 4096 floats */
+  float *feat;           /* the classifier's pooled feature sums [batch][levels + 1][hidden] */
+  float *feat_host;      /* host copy of feat, and the head's coefficients on their way back */
   float *mask_host[MDC_MAX_LEVELS + 1]; /* host copies of mask[] */
-  float vis_scale[MDC_MAX_LEVELS + 1];  /* pixels / visible pixels per level */
-  /* saved activations for one crop */
+  float *vis_scale[MDC_MAX_LEVELS + 1]; /* [batch] pixels / visible pixels per level */
+  float *vis_host;                      /* host copy of one level's vis_scale */
+  /* saved activations, [batch][...] */
   float *in, *intro, *skip[MDC_MAX_LEVELS], *down[MDC_MAX_LEVELS], *up[MDC_MAX_LEVELS],
       *merged[MDC_MAX_LEVELS], *out;
   float *mask[MDC_MAX_LEVELS + 1]; /* per level, 1 visible / 0 masked; NULL: no mask */
@@ -55,12 +61,14 @@ typedef struct tr_net {
   float *cls_proj[MDC_MAX_LEVELS + 1];
   const float *mid_out, *dec_in[MDC_MAX_LEVELS], *dec_out; /* stage outputs */
   int masked;
-  double g[(MDC_MAX_LEVELS + 1) * 1024]; /* classifier: pooled features per level */
-  double cls_mix[MDC_MAX_LEVELS + 1];    /* softmax of cls.mix */
-  double cls_g[1024], cls_hidden[1024];  /* mixed features, ReLU(fc1) */
-  double logits[MDC_MAX_CLASSES];
-  float cond[MDC_MAX_CLASSES];
-  mdc_net_cond mixed;
+  /* classifier, per crop (host, double) */
+  double *g;                          /* [batch][levels + 1][hidden] pooled features */
+  double cls_mix[MDC_MAX_LEVELS + 1]; /* softmax of cls.mix (shared) */
+  double *cls_g, *cls_hidden;         /* [batch][hidden] mixed features, ReLU(fc1) */
+  double *logits;                     /* [batch][K]: crop i's at logits + i * K */
+  float *cond;                        /* [batch][K] the decoder's class weights */
+  float *mixed; /* the decoder's mixed norms: block k's tensor q of crop i at
+                 * mixed + (cond_offset * batch) + (q * batch + i) * c */
   /* backward scratch: d_a..d_d inside blocks, d_e/d_f for the flow */
   float *d_a, *d_b, *d_c, *d_d, *d_e, *d_f, *d_skip[MDC_MAX_LEVELS];
 } tr_net;
@@ -72,28 +80,32 @@ typedef struct tr_net {
 mdc_backend *tr_backend_new(const char *device, int threads, char *msg, size_t msg_size);
 
 /* Takes over `net` (host; its storage becomes the trained parameters, on
- * a device backend copied to the device) and plans activations for crops
- * of crop x crop (a multiple of 2^levels) in `be`'s memory.  0, or -1
- * with a message. */
-int tr_net_init(tr_net *t, mdc_net *net, int crop, mdc_backend *be, char *msg, size_t msg_size);
+ * a device backend copied to the device) and plans activations for up to
+ * `batch` crops of crop x crop (a multiple of 2^levels) in `be`'s memory.
+ * 0, or -1 with a message. */
+int tr_net_init(tr_net *t, mdc_net *net, int crop, int batch, mdc_backend *be, char *msg,
+                size_t msg_size);
 void tr_net_free(tr_net *t);
 void tr_net_zero_grad(tr_net *t);
 
-/* Forward on one crop: in [crop][crop][3]; mask: [crop/16][crop/16] of
- * 0/1 (patch granularity 2^levels), or NULL; cond: class weights for the
- * decoder, or NULL for the classifier's own probabilities (auto mode).  Fills t->out (restored, [crop][crop][3]) and t->logits.
- * restore == 0 runs the encoder and classifier only. */
-void tr_net_forward(tr_net *t, mdc_backend *be, const float *in, const unsigned char *mask,
-                    const float *cond, int restore);
+/* Forward on n crops (1 <= n <= t->batch): in[i] is crop i (host,
+ * [crop][crop][3]); masks: NULL, or masks[i] the [crop/16][crop/16] 0/1
+ * patch mask of crop i (patch granularity 2^levels); cond: NULL, or
+ * cond[i] crop i's class weights for the decoder, where NULL (and a NULL
+ * cond) means the classifier's own probabilities (auto mode).  Fills
+ * t->out ([n][crop][crop][3]) and t->logits ([n][K]).  restore == 0 runs
+ * the encoder and classifier only. */
+void tr_net_forward(tr_net *t, mdc_backend *be, int n, const float *const *in,
+                    const unsigned char *const *masks, const float *const *cond, int restore);
 
-/* The restoration loss of the last forward against `clean` (host,
- * [crop][crop][3]): L1, or with psnr NAFNet's PSNR loss 10 log10(MSE +
- * psnr_eps).  Leaves scale * d loss / d out in t->d_out for
- * tr_net_backward. */
-double tr_net_restoration_loss(tr_net *t, const float *clean, int psnr, double psnr_eps,
+/* The restoration loss of the last forward against clean[i] (host,
+ * [crop][crop][3]), summed over its crops: per crop L1, or with psnr
+ * NAFNet's PSNR loss 10 log10(MSE + psnr_eps).  Leaves scale * d loss_i /
+ * d out_i in t->d_out for tr_net_backward. */
+double tr_net_restoration_loss(tr_net *t, const float *const *clean, int psnr, double psnr_eps,
                                float scale);
 
-/* t->out on the host (downloaded for a device backend). */
+/* t->out on the host, [n][crop][crop][3] (downloaded for a device backend). */
 const float *tr_net_output(tr_net *t);
 
 /* Parameters, their gradients or optimizer state between host arrays and
@@ -104,10 +116,10 @@ void tr_net_upload(tr_net *t, float *dst, const float *host, size_t n);
 /* 0, or -1 with the backend's failure (device backends). */
 int tr_net_check(tr_net *t, char *msg, size_t msg_size);
 
-/* Backward from d_out (d loss / d restored, [crop][crop][3]; NULL when the
- * restoration has no loss) and d_logits (d loss / d logits; NULL when the
- * classifier has none), accumulating into t->grad.  Needs the forward of
- * the same crop just before. */
+/* Backward from d_out (d loss / d restored, [n][crop][crop][3]; NULL when
+ * the restoration has no loss) and d_logits (host, [n][K] d loss / d
+ * logits; NULL when the classifier has none), accumulating into t->grad.
+ * Needs the forward of the same crops just before. */
 void tr_net_backward(tr_net *t, mdc_backend *be, const float *d_out, const double *d_logits);
 
 /* The gradient slot of a parameter pointer into t->net.storage. */

@@ -55,7 +55,8 @@ int tr_validate(tr_net *t, mdc_backend *be, const tr_dataset *ds, int num_classe
       rc = -1;
       break;
     }
-    tr_net_forward(t, be, deg, NULL, NULL, 1);
+    const float *in[1] = {deg};
+    tr_net_forward(t, be, 1, in, NULL, NULL, 1);
     const float *restored = tr_net_output(t);
     int best = 0;
     for (int k = 1; k < num_classes; k++)

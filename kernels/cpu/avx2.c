@@ -23,18 +23,19 @@ typedef struct dw_args {
   int h, w_, c;
 } dw_args;
 
-/* One output row, 8 channels at a time with the 9 tap weights held in
- * registers; taps in (ky, kx) order after the bias. */
-static void dwconv3x3_task(void *arg, int py, int thread) {
+/* One output row of all batch * h, 8 channels at a time with the 9 tap
+ * weights held in registers; taps in (ky, kx) order after the bias. */
+static void dwconv3x3_task(void *arg, int row, int thread) {
   (void)thread;
   const dw_args *a = arg;
-  const int c = a->c, w = a->w_;
+  const int c = a->c, w = a->w_, py = row % a->h;
+  const float *x = a->x + (size_t)(row - py) * w * c; /* its image */
   const float *rows[3];
   for (int d = 0; d < 3; d++) {
     int sy = py + d - 1;
-    rows[d] = sy < 0 || sy >= a->h ? NULL : a->x + (size_t)sy * w * c;
+    rows[d] = sy < 0 || sy >= a->h ? NULL : x + (size_t)sy * w * c;
   }
-  float *yrow = a->y + (size_t)py * w * c;
+  float *yrow = a->y + (size_t)row * w * c;
   for (int j = 0; j < c; j += 8) {
     int nj = c - j < 8 ? c - j : 8;
     __m256i m = mdc_avx2_tail_mask(nj);
@@ -55,10 +56,11 @@ static void dwconv3x3_task(void *arg, int py, int thread) {
   }
 }
 
-static void avx2_dwconv3x3(mdc_backend *be, const float *x, int h, int w, int c,
+static void avx2_dwconv3x3(mdc_backend *be, const float *x, int batch, int h, int w, int c,
                            const float *wt, const float *b, float *y) {
+  if (batch <= 0 || h <= 0) return;
   dw_args a = {x, wt, b, y, h, w, c};
-  mdc_threadpool_parallel_for(mdc_avx2_pool(be), h, dwconv3x3_task, &a);
+  mdc_threadpool_parallel_for(mdc_avx2_pool(be), batch * h, dwconv3x3_task, &a);
 }
 
 /* ---------------------------------------------------------- layernorm */
@@ -122,24 +124,34 @@ void mdc_avx2_layernorm_rows(const float *x, size_t m, int c, const float *g, co
 typedef struct ln_args {
   const float *x, *g, *b;
   float *y, *mean, *rstd;
-  size_t n;
+  size_t n, gb_every;
   int c, tasks;
   float eps;
 } ln_args;
 
+/* A range of pixels, cut where the row of g and b changes (each pixel's
+ * result does not depend on its neighbours, so cuts change no bits). */
 static void layernorm_task(void *arg, int task, int thread) {
   (void)thread;
   const ln_args *a = arg;
+  const size_t c = (size_t)a->c, every = a->gb_every ? a->gb_every : a->n;
   size_t lo, hi;
   mdc_avx2_range(a->n, a->tasks, task, &lo, &hi);
-  mdc_avx2_layernorm_rows(a->x + lo * a->c, hi - lo, a->c, a->g, a->b, a->eps, a->y + lo * a->c,
-                          a->mean ? a->mean + lo : NULL, a->rstd ? a->rstd + lo : NULL);
+  while (lo < hi) {
+    size_t row = lo / every, end = (row + 1) * every < hi ? (row + 1) * every : hi;
+    const size_t gb = a->gb_every ? row * c : 0;
+    mdc_avx2_layernorm_rows(a->x + lo * c, end - lo, a->c, a->g + gb, a->b + gb, a->eps,
+                            a->y + lo * c, a->mean ? a->mean + lo : NULL,
+                            a->rstd ? a->rstd + lo : NULL);
+    lo = end;
+  }
 }
 
 static void avx2_layernorm(mdc_backend *be, const float *x, size_t n, int c, const float *g,
-                           const float *b, float eps, float *y, float *mean, float *rstd) {
-  if (c <= 0) return;
-  ln_args a = {x, g, b, y, mean, rstd, n, c, 0, eps};
+                           const float *b, size_t gb_every, float eps, float *y, float *mean,
+                           float *rstd) {
+  if (c <= 0 || n == 0) return;
+  ln_args a = {x, g, b, y, mean, rstd, n, gb_every, c, 0, eps};
   a.tasks = mdc_avx2_range_tasks(n * c, 16384);
   mdc_threadpool_parallel_for(mdc_avx2_pool(be), a.tasks, layernorm_task, &a);
 }
@@ -151,8 +163,8 @@ enum { EW_GATE, EW_SCALE, EW_ADD };
 typedef struct ew_args {
   const float *x, *x2, *s;
   float *y;
-  size_t n;
-  int c, s_per_pixel, op, tasks;
+  size_t n, s_every;
+  int c, op, tasks;
 } ew_args;
 
 static void ew_task(void *arg, int task, int thread) {
@@ -170,9 +182,6 @@ static void ew_task(void *arg, int task, int thread) {
       if (a->op == EW_GATE) {
         const float *xi = a->x + i * 2 * c + j;
         v = _mm256_mul_ps(mdc_avx2_load(xi, nj, mt), mdc_avx2_load(xi + c, nj, mt));
-      } else if (a->op == EW_SCALE) {
-        const float *s = (a->s_per_pixel ? a->s + i * c : a->s) + j;
-        v = _mm256_mul_ps(mdc_avx2_load(a->x + i * c + j, nj, mt), mdc_avx2_load(s, nj, mt));
       } else {
         __m256 x1 = mdc_avx2_load(a->x + i * c + j, nj, mt);
         __m256 x2 = mdc_avx2_load(a->x2 + i * c + j, nj, mt);
@@ -183,26 +192,49 @@ static void ew_task(void *arg, int task, int thread) {
   }
 }
 
+/* y = x s[row]: the row of s moves on every s_every pixels (counted, not
+ * divided per pixel); s_every 0: one row. */
+static void scale_task(void *arg, int task, int thread) {
+  (void)thread;
+  const ew_args *a = arg;
+  size_t lo, hi;
+  mdc_avx2_range(a->n, a->tasks, task, &lo, &hi);
+  const int c = a->c;
+  const size_t every = a->s_every;
+  const __m256i mt = mdc_avx2_tail_mask(c % 8);
+  const float *s = a->s + (every ? lo / every * c : 0);
+  size_t left = every ? every - lo % every : 0; /* pixels of this row from lo on */
+  for (size_t i = lo; i < hi; i++) {
+    if (every && left-- == 0) s += c, left = every - 1;
+    for (int j = 0; j < c; j += 8) {
+      int nj = c - j < 8 ? c - j : 8;
+      __m256 v = mdc_avx2_load(a->x + i * c + j, nj, mt);
+      mdc_avx2_store(a->y + i * c + j, nj, mt, _mm256_mul_ps(v, mdc_avx2_load(s + j, nj, mt)));
+    }
+  }
+}
+
 static void ew_run(mdc_backend *be, ew_args *a) {
   if (a->c <= 0) return;
   a->tasks = mdc_avx2_range_tasks(a->n * a->c, 65536);
-  mdc_threadpool_parallel_for(mdc_avx2_pool(be), a->tasks, ew_task, a);
+  mdc_threadpool_parallel_for(mdc_avx2_pool(be), a->tasks,
+                              a->op == EW_SCALE ? scale_task : ew_task, a);
 }
 
 static void avx2_simplegate(mdc_backend *be, const float *x, size_t n, int c, float *y) {
-  ew_args a = {x, NULL, NULL, y, n, c, 0, EW_GATE, 0};
+  ew_args a = {x, NULL, NULL, y, n, 0, c, EW_GATE, 0};
   ew_run(be, &a);
 }
 
-static void avx2_scale_channels(mdc_backend *be, const float *x, const float *s, int s_per_pixel,
-                                size_t n, int c, float *y) {
-  ew_args a = {x, NULL, s, y, n, c, s_per_pixel, EW_SCALE, 0};
+static void avx2_scale_channels(mdc_backend *be, const float *x, const float *s,
+                                size_t s_every, size_t n, int c, float *y) {
+  ew_args a = {x, NULL, s, y, n, s_every, c, EW_SCALE, 0};
   ew_run(be, &a);
 }
 
 static void avx2_add_scaled(mdc_backend *be, const float *a_, const float *b, const float *s,
                             size_t n, int c, float *y) {
-  ew_args a = {a_, b, s, y, n, c, 0, EW_ADD, 0};
+  ew_args a = {a_, b, s, y, n, 0, c, EW_ADD, 0};
   ew_run(be, &a);
 }
 

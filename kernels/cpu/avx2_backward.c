@@ -24,10 +24,10 @@
 typedef struct lnb_args {
   const float *x, *g, *mean, *rstd, *dy;
   float *dx;
-  double *part;      /* [tasks][2][c]: dg, db sums, or NULL */
+  double *part;      /* [rows][tpr][2][c]: dg, db sums, or NULL */
   float *thread_mem; /* per thread: [2][c] float sums */
-  size_t n, thread_floats;
-  int c, tasks;
+  size_t n, every, rows, thread_floats; /* rows of g, of `every` pixels (the last may be short) */
+  int c, tpr;                           /* tasks per row */
 } lnb_args;
 
 /* Eight pixels at a time (like the forward) so the two per-pixel channel
@@ -38,8 +38,12 @@ static void lnb_task(void *arg, int task, int thread) {
   const int c = a->c, cf = c / 8 * 8;
   const __m256i mt = mdc_avx2_tail_mask(c - cf);
   const __m256 inv_c = _mm256_set1_ps(1.0f / (float)c);
+  const size_t row = (size_t)(task / a->tpr), first = row * a->every;
+  const float *gw = a->g + row * c; /* the task's pixels share one row of g */
   size_t lo, hi;
-  mdc_avx2_range(a->n, a->tasks, task, &lo, &hi);
+  const size_t len = first + a->every < a->n ? a->every : a->n - first;
+  mdc_avx2_range(len, a->tpr, task % a->tpr, &lo, &hi);
+  lo += first, hi += first;
   float *sg = NULL, *sb = NULL;
   double *pg = NULL, *pb = NULL;
   if (a->part) {
@@ -65,7 +69,7 @@ static void lnb_task(void *arg, int task, int thread) {
         __m256 t1 = _mm256_setzero_ps(), t2 = _mm256_setzero_ps();
         for (int j = 0; j < c; j += 8) {
           int nj = c - j < 8 ? c - j : 8;
-          __m256 e = _mm256_mul_ps(mdc_avx2_load(gp[q] + j, nj, mt), mdc_avx2_load(a->g + j, nj, mt));
+          __m256 e = _mm256_mul_ps(mdc_avx2_load(gp[q] + j, nj, mt), mdc_avx2_load(gw + j, nj, mt));
           __m256 xh = _mm256_mul_ps(_mm256_sub_ps(mdc_avx2_load(xp[q] + j, nj, mt), vmu), vrs);
           t1 = _mm256_add_ps(t1, e); /* masked lanes: e = 0 */
           t2 = _mm256_fmadd_ps(e, xh, t2);
@@ -85,7 +89,7 @@ static void lnb_task(void *arg, int task, int thread) {
         __m256 gv = mdc_avx2_load(gp[q] + j, nj, mt);
         __m256 xh = _mm256_mul_ps(_mm256_sub_ps(mdc_avx2_load(xp[q] + j, nj, mt), vmu), vrs);
         if (di) {
-          __m256 e = _mm256_mul_ps(gv, mdc_avx2_load(a->g + j, nj, mt));
+          __m256 e = _mm256_mul_ps(gv, mdc_avx2_load(gw + j, nj, mt));
           /* cancel before scaling by rstd (large when var << eps) */
           __m256 d = _mm256_fnmadd_ps(xh, vb, _mm256_sub_ps(e, va));
           mdc_avx2_store(di + j, nj, mt, _mm256_mul_ps(vrs, d));
@@ -109,37 +113,43 @@ static void lnb_task(void *arg, int task, int thread) {
 }
 
 static void avx2_layernorm_backward(mdc_backend *be, const float *x, size_t n, int c,
-                                    const float *g, const float *mean, const float *rstd,
-                                    const float *dy, float *dx, float *dg, float *db) {
+                                    const float *g, size_t gb_every, const float *mean,
+                                    const float *rstd, const float *dy, float *dx, float *dg,
+                                    float *db) {
   if (c <= 0 || n == 0 || !(dx || dg || db)) return;
   mdc_cpu_ctx *ctx = mdc_cpu_ctx_of(be);
-  lnb_args a = {x, g, mean, rstd, dy, dx, NULL, NULL, n, 0, c, 0};
-  a.tasks = mdc_avx2_range_tasks(n, LNB_GRAIN);
+  lnb_args a = {x, g, mean, rstd, dy, dx, NULL, NULL, n, n, 1, 0, c, 0};
+  if (gb_every && gb_every < n) a.every = gb_every, a.rows = (n + gb_every - 1) / gb_every;
+  /* tasks never span two rows of g: per row, as a call on that row alone */
+  a.tpr = mdc_avx2_range_tasks(a.every, LNB_GRAIN);
   size_t cap = ((size_t)1 << 21) / (2 * (size_t)c); /* partial sums within 16 MB */
-  if ((size_t)a.tasks > cap) a.tasks = cap < 1 ? 1 : (int)cap;
+  if (cap < 1) cap = 1;
+  if (a.rows * a.tpr > cap) a.tpr = a.rows > cap ? 0 : (int)(cap / a.rows);
   void *mem = NULL;
   if (dg || db) {
     a.thread_floats = mdc_align64(2 * (size_t)c * sizeof(float)) / sizeof(float);
-    a.part = malloc((size_t)a.tasks * 2 * c * sizeof(double));
+    a.part = a.tpr ? malloc(a.rows * a.tpr * 2 * c * sizeof(double)) : NULL;
     mem = malloc(a.thread_floats * sizeof(float) * ctx->threads + 64);
-    if (!a.part || !mem) {
-      free(a.part), free(mem);
-      mdc_cpu_scalar_layernorm_backward(be, x, n, c, g, mean, rstd, dy, dx, dg, db);
-      return;
-    }
-    a.thread_mem = mdc_scratch_base(mem);
   }
-  mdc_threadpool_parallel_for(ctx->pool, a.tasks, lnb_task, &a);
+  if (!a.tpr || ((dg || db) && (!a.part || !mem))) { /* out of memory, or very many rows */
+    free(a.part), free(mem);
+    mdc_cpu_scalar_layernorm_backward(be, x, n, c, g, gb_every, mean, rstd, dy, dx, dg, db);
+    return;
+  }
+  if (mem) a.thread_mem = mdc_scratch_base(mem);
+  mdc_threadpool_parallel_for(ctx->pool, (int)(a.rows * a.tpr), lnb_task, &a);
   if (a.part) {
-    for (int k = 0; k < c; k++) {
-      double sgk = 0.0, sbk = 0.0;
-      for (int t = 0; t < a.tasks; t++) {
-        sgk += a.part[(size_t)t * 2 * c + k];
-        sbk += a.part[(size_t)t * 2 * c + c + k];
+    for (size_t r = 0; r < a.rows; r++) /* each row's tasks in order */
+      for (int k = 0; k < c; k++) {
+        const double *part = a.part + r * a.tpr * 2 * c;
+        double sgk = 0.0, sbk = 0.0;
+        for (int t = 0; t < a.tpr; t++) {
+          sgk += part[(size_t)t * 2 * c + k];
+          sbk += part[(size_t)t * 2 * c + c + k];
+        }
+        if (dg) dg[r * c + k] += (float)sgk;
+        if (db) db[r * c + k] += (float)sbk;
       }
-      if (dg) dg[k] += (float)sgk;
-      if (db) db[k] += (float)sbk;
-    }
   }
   free(a.part), free(mem);
 }

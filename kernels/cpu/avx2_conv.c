@@ -77,17 +77,19 @@ typedef struct convk_args {
   size_t tap_stride;
   const float *x;
   float *y;
-  int h, w_, cin, cout, stride2;
+  int h, w_, cin, cout, stride2; /* h: one image's (3x3) or all rows (2x2s2) */
 } convk_args;
 
-/* One output row: micro-tiles of 6 pixels along it, one segment per tap
- * (taps outside the image read zero_row), K split in KCHUNK pieces that
- * accumulate into y. */
-static void convk_task(void *arg, int oy, int thread) {
+/* One output row (3x3: of all batch * h): micro-tiles of 6 pixels along
+ * it, one segment per tap (taps outside the image read zero_row), K split
+ * in KCHUNK pieces that accumulate into y. */
+static void convk_task(void *arg, int row, int thread) {
   (void)thread;
   const convk_args *a = arg;
   const int ks = a->stride2 ? 2 : 3, ow = a->stride2 ? a->w_ / 2 : a->w_;
-  float *yrow = a->y + (size_t)oy * ow * a->cout;
+  const int oy = a->stride2 ? row : row % a->h;
+  const float *x = a->x + (size_t)(row - oy) * a->w_ * a->cin; /* 3x3: its image */
+  float *yrow = a->y + (size_t)row * ow * a->cout;
   mdc_ukr u;
   for (int k0 = 0; k0 < a->cin; k0 += KCHUNK) {
     int kn = a->cin - k0 < KCHUNK ? a->cin - k0 : KCHUNK;
@@ -104,7 +106,7 @@ static void convk_task(void *arg, int oy, int thread) {
         for (int ky = 0; ky < ks; ky++) {
           int sy = a->stride2 ? 2 * oy + ky : oy + ky - 1;
           if (sy < 0 || sy >= a->h) continue;
-          const float *xrow = a->x + (size_t)sy * a->w_ * a->cin + k0;
+          const float *xrow = x + (size_t)sy * a->w_ * a->cin + k0;
           for (int kx = 0; kx < ks; kx++) {
             mdc_ukr_seg *sg = &u.seg[u.nseg++];
             sg->k = kn;
@@ -123,9 +125,10 @@ static void convk_task(void *arg, int oy, int thread) {
   }
 }
 
-static void convk_run(mdc_backend *be, const float *x, int h, int w, int cin, const float *wt,
-                      const float *b, int cout, float *y, int stride2) {
-  if (cout <= 0) return;
+/* 3x3: batch images of h rows; 2x2s2: batch 1, h all rows. */
+static void convk_run(mdc_backend *be, const float *x, int batch, int h, int w, int cin,
+                      const float *wt, const float *b, int cout, float *y, int stride2) {
+  if (cout <= 0 || batch <= 0 || h <= 0) return;
   int taps = stride2 ? 4 : 9;
   convk_args a;
   a.g = (mdc_gemm){.w = wt, .b = b, .ldw = cout, .k = cin, .cout = cout, .epi = MDC_EPI_BIAS};
@@ -133,7 +136,7 @@ static void convk_run(mdc_backend *be, const float *x, int h, int w, int cin, co
   a.x = x, a.y = y, a.h = h, a.w_ = w, a.cin = cin, a.cout = cout, a.stride2 = stride2;
   float *packed = pack_weights(wt, taps, cin, cout, &a.tap_stride);
   if (packed) a.g.w = packed, a.g.packed = 1;
-  mdc_threadpool_parallel_for(mdc_avx2_pool(be), stride2 ? h / 2 : h, convk_task, &a);
+  mdc_threadpool_parallel_for(mdc_avx2_pool(be), stride2 ? h / 2 : batch * h, convk_task, &a);
   free(packed);
 }
 
@@ -213,13 +216,16 @@ static inline __attribute__((always_inline)) void small_tile(const small_args *a
   }
 }
 
-static void small_cout_task(void *arg, int py, int thread) {
+/* One output row of all batch * h. */
+static void small_cout_task(void *arg, int row, int thread) {
   (void)thread;
   const small_args *a = arg;
+  const int py = row % a->h;
+  const float *x = a->x + (size_t)(row - py) * a->w * a->cin; /* its image */
   const float *rows[3];
   for (int d = 0; d < 3; d++) {
     int sy = py + d - 1;
-    rows[d] = sy < 0 || sy >= a->h ? NULL : a->x + (size_t)sy * a->w * a->cin;
+    rows[d] = sy < 0 || sy >= a->h ? NULL : x + (size_t)sy * a->w * a->cin;
   }
   const int np = a->cout <= 3 ? 4 : 2;
   float bias[16]; /* bias in output order, pixel-major */
@@ -234,7 +240,7 @@ static void small_cout_task(void *arg, int py, int thread) {
           p[i][t] = !rows[d] || sx < 0 || sx >= a->w ? zero_row : rows[d] + (size_t)sx * a->cin;
         }
     const float *const(*pp)[9] = border ? (const float *const(*)[9])p : NULL;
-    float *y = a->y + ((size_t)py * a->w + px) * a->cout;
+    float *y = a->y + ((size_t)row * a->w + px) * a->cout;
     switch (a->cout) { /* constant counts keep the accumulators in registers */
       case 1: small_tile(a, pp, rows, px, y, valid, bias, 4, 1); break;
       case 2: small_tile(a, pp, rows, px, y, valid, bias, 4, 2); break;
@@ -246,7 +252,7 @@ static void small_cout_task(void *arg, int py, int thread) {
 
 /* Returns 0 when it cannot run (shape or memory); the caller falls back
  * to the GEMM path. */
-static int conv3x3_small_cout(mdc_backend *be, const float *x, int h, int w, int cin,
+static int conv3x3_small_cout(mdc_backend *be, const float *x, int batch, int h, int w, int cin,
                               const float *wt, const float *b, int cout, float *y) {
   if (cout > SMALL_COUT || cin < 8 || cin > KCHUNK) return 0;
   float *wtt = malloc((size_t)9 * cin * cout * sizeof(float));
@@ -256,18 +262,19 @@ static int conv3x3_small_cout(mdc_backend *be, const float *x, int h, int w, int
       for (int o = 0; o < cout; o++)
         wtt[((size_t)o * 9 + t) * cin + k] = wt[((size_t)t * cin + k) * cout + o];
   small_args a = {x, wtt, b, y, h, w, cin, cout};
-  mdc_threadpool_parallel_for(mdc_avx2_pool(be), h, small_cout_task, &a);
+  mdc_threadpool_parallel_for(mdc_avx2_pool(be), batch * h, small_cout_task, &a);
   free(wtt);
   return 1;
 }
 
-void mdc_avx2_conv3x3(mdc_backend *be, const float *x, int h, int w, int cin,
-                         const float *wt, const float *b, int cout, float *y) {
-  if (conv3x3_small_cout(be, x, h, w, cin, wt, b, cout, y)) return;
-  convk_run(be, x, h, w, cin, wt, b, cout, y, 0);
+void mdc_avx2_conv3x3(mdc_backend *be, const float *x, int batch, int h, int w, int cin,
+                      const float *wt, const float *b, int cout, float *y) {
+  if (batch <= 0 || h <= 0 || w <= 0) return;
+  if (conv3x3_small_cout(be, x, batch, h, w, cin, wt, b, cout, y)) return;
+  convk_run(be, x, batch, h, w, cin, wt, b, cout, y, 0);
 }
 
 void mdc_avx2_conv2x2s2(mdc_backend *be, const float *x, int h, int w, int cin,
-                           const float *wt, const float *b, int cout, float *y) {
-  convk_run(be, x, h, w, cin, wt, b, cout, y, 1);
+                        const float *wt, const float *b, int cout, float *y) {
+  convk_run(be, x, 1, h, w, cin, wt, b, cout, y, 1);
 }

@@ -227,7 +227,7 @@ void mdc_avx2_conv1x1_backward(mdc_backend *be, const float *x, size_t n, int ci
 typedef struct dwb_args {
   const float *x, *dy;
   double *part; /* [tasks][10][c]: 9 taps, then the bias */
-  int h, w_, c, tasks;
+  int h, w_, c, tasks, rows; /* rows: batch * h */
 } dwb_args;
 
 /* Tap row D of one pixel: x(py + D - 1, px - 1 .. px + 1) times g. */
@@ -239,20 +239,24 @@ typedef struct dwb_args {
     if (px < w - 1) A2 = _mm256_fmadd_ps(mdc_avx2_load(p + c, nj, m), g, A2);             \
   }
 
-/* A group of rows of the weight gradient: per row, 8 channels and up to
- * DWB_SUB pixels at a time in 10 registers (9 taps + bias). */
+/* A group of rows (of all batch * h) of the weight gradient: per row, 8
+ * channels and up to DWB_SUB pixels at a time in 10 registers (9 taps +
+ * bias). */
 static void dwb_dw_task(void *arg, int task, int thread) {
   (void)thread;
   const dwb_args *a = arg;
   const int c = a->c, w = a->w_;
-  int r0 = (int)((size_t)a->h * task / a->tasks), r1 = (int)((size_t)a->h * (task + 1) / a->tasks);
+  int r0 = (int)((size_t)a->rows * task / a->tasks);
+  int r1 = (int)((size_t)a->rows * (task + 1) / a->tasks);
   double *pw = a->part + (size_t)task * 10 * c;
   memset(pw, 0, (size_t)10 * c * sizeof(double));
-  for (int py = r0; py < r1; py++) {
-    const float *xr[3], *gr = a->dy + (size_t)py * w * c;
+  for (int row = r0; row < r1; row++) {
+    const int py = row % a->h;
+    const float *x = a->x + (size_t)(row - py) * w * c; /* its image */
+    const float *xr[3], *gr = a->dy + (size_t)row * w * c;
     for (int d = 0; d < 3; d++) {
       int sy = py + d - 1;
-      xr[d] = sy < 0 || sy >= a->h ? NULL : a->x + (size_t)sy * w * c;
+      xr[d] = sy < 0 || sy >= a->h ? NULL : x + (size_t)sy * w * c;
     }
     for (int j = 0; j < c; j += 8) {
       int nj = c - j < 8 ? c - j : 8;
@@ -275,11 +279,12 @@ static void dwb_dw_task(void *arg, int task, int thread) {
   }
 }
 
-void mdc_avx2_dwconv3x3_backward(mdc_backend *be, const float *x, int h, int w, int c,
-                                 const float *wt, const float *dy, float *dx, float *dwt,
+void mdc_avx2_dwconv3x3_backward(mdc_backend *be, const float *x, int batch, int h, int w,
+                                 int c, const float *wt, const float *dy, float *dx, float *dwt,
                                  float *db) {
-  if (c <= 0 || h <= 0 || w <= 0) return;
-  dwb_args a = {x, dy, NULL, h, w, c, h < DWB_MAX_TASKS ? h : DWB_MAX_TASKS};
+  if (c <= 0 || h <= 0 || w <= 0 || batch <= 0) return;
+  const int rows = batch * h;
+  dwb_args a = {x, dy, NULL, h, w, c, rows < DWB_MAX_TASKS ? rows : DWB_MAX_TASKS, rows};
   /* dx(sy, sx) = sum over taps of dy(sy - ky + 1, sx - kx + 1) w[ky][kx]:
    * the forward convolution of dy with the taps flipped and no bias. */
   float *flipped = dx ? malloc((size_t)9 * c * sizeof(float)) : NULL;
@@ -287,13 +292,13 @@ void mdc_avx2_dwconv3x3_backward(mdc_backend *be, const float *x, int h, int w, 
   if ((dx && !flipped) || ((dwt || db) && !a.part)) {
     free(flipped);
     free(a.part);
-    mdc_cpu_scalar_dwconv3x3_backward(be, x, h, w, c, wt, dy, dx, dwt, db);
+    mdc_cpu_scalar_dwconv3x3_backward(be, x, batch, h, w, c, wt, dy, dx, dwt, db);
     return;
   }
   if (dx) {
     for (int t = 0; t < 9; t++)
       memcpy(flipped + (size_t)t * c, wt + (size_t)(8 - t) * c, (size_t)c * sizeof(float));
-    be->dwconv3x3(be, dy, h, w, c, flipped, NULL, dx);
+    be->dwconv3x3(be, dy, batch, h, w, c, flipped, NULL, dx);
     free(flipped);
   }
   mdc_threadpool *pool = mdc_avx2_pool(be);

@@ -19,10 +19,11 @@
 #define CKB_MAX_GROUPS 64  /* weight-gradient tasks */
 #define CKB_PART (1 << 20) /* doubles of partial sums, unless one group needs more */
 
+/* 3x3: batch images of h x w (oh = h); 2x2s2: batch 1, h all rows. */
 typedef struct ckb_args {
   const float *x, *dy;
   double *part; /* [groups][taps * cin * cout + cout] */
-  int h, w, cin, cout, stride2, oh, ow, groups, dw, db;
+  int h, w, cin, cout, stride2, oh, ow, groups, dw, db, batch;
 } ckb_args;
 
 static void ckb_wgrad_task(void *arg, int g, int thread) {
@@ -32,15 +33,19 @@ static void ckb_wgrad_task(void *arg, int g, int thread) {
   const size_t wsz = (size_t)cin * cout, stride = (size_t)ks * ks * wsz + cout;
   double *pw = a->part + (size_t)g * stride, *pb = pw + (size_t)ks * ks * wsz;
   memset(pw, 0, stride * sizeof(double));
-  const int r0 = (int)((size_t)a->oh * g / a->groups), r1 = (int)((size_t)a->oh * (g + 1) / a->groups);
-  for (int oy = r0; oy < r1; oy++) {
-    const float *gr = a->dy + (size_t)oy * a->ow * cout;
+  const int rows = a->batch * a->oh; /* output rows of all images */
+  const int r0 = (int)((size_t)rows * g / a->groups);
+  const int r1 = (int)((size_t)rows * (g + 1) / a->groups);
+  for (int row = r0; row < r1; row++) {
+    const int oy = row % a->oh;
+    const float *x = a->x + (size_t)(row / a->oh) * a->h * a->w * cin; /* its image */
+    const float *gr = a->dy + (size_t)row * a->ow * cout;
     for (int px0 = 0; px0 < a->ow; px0 += CKB_CHUNK) {
       int px1 = a->ow - px0 < CKB_CHUNK ? a->ow : px0 + CKB_CHUNK;
       for (int ky = 0; ky < ks && a->dw; ky++) {
         int sy = a->stride2 ? 2 * oy + ky : oy + ky - 1;
         if (sy < 0 || sy >= a->h) continue;
-        const float *xr = a->x + (size_t)sy * a->w * cin;
+        const float *xr = x + (size_t)sy * a->w * cin;
         for (int kx = 0; kx < ks; kx++) {
           double *pt = pw + (size_t)(ky * ks + kx) * wsz;
           if (a->stride2) {
@@ -66,7 +71,8 @@ static int ckb_wgrad(mdc_backend *be, ckb_args *a, float *dwt, float *db) {
   size_t maxg = CKB_PART / stride;
   if (maxg > CKB_MAX_GROUPS) maxg = CKB_MAX_GROUPS;
   if (maxg < 1) maxg = 1;
-  a->groups = (size_t)a->oh < maxg ? a->oh : (int)maxg;
+  const size_t rows = (size_t)a->batch * a->oh;
+  a->groups = rows < maxg ? (int)rows : (int)maxg;
   a->dw = dwt != NULL, a->db = db != NULL;
   a->part = malloc((size_t)a->groups * stride * sizeof(double));
   if (!a->part) return 0;
@@ -76,10 +82,10 @@ static int ckb_wgrad(mdc_backend *be, ckb_args *a, float *dwt, float *db) {
   return 1;
 }
 
-void mdc_avx2_conv3x3_backward(mdc_backend *be, const float *x, int h, int w, int cin,
-                               const float *wt, int cout, const float *dy, float *dx, float *dwt,
-                               float *db) {
-  if (cin <= 0 || cout <= 0 || h <= 0 || w <= 0) return;
+void mdc_avx2_conv3x3_backward(mdc_backend *be, const float *x, int batch, int h, int w,
+                               int cin, const float *wt, int cout, const float *dy, float *dx,
+                               float *dwt, float *db) {
+  if (cin <= 0 || cout <= 0 || h <= 0 || w <= 0 || batch <= 0) return;
   float *v = NULL;
   if (dx) { /* v[8 - t][o][k] = wt[t][k][o] */
     v = malloc((size_t)9 * cin * cout * sizeof(float));
@@ -90,16 +96,16 @@ void mdc_avx2_conv3x3_backward(mdc_backend *be, const float *x, int h, int w, in
           v[((size_t)(8 - t) * cout + o) * cin + k] = wt[((size_t)t * cin + k) * cout + o];
   }
   if (dwt || db) {
-    ckb_args a = {x, dy, NULL, h, w, cin, cout, 0, h, w, 0, 0, 0};
+    ckb_args a = {x, dy, NULL, h, w, cin, cout, 0, h, w, 0, 0, 0, batch};
     if (!ckb_wgrad(be, &a, dwt, db)) goto fallback;
   }
-  if (v) mdc_avx2_conv3x3(be, dy, h, w, cout, v, NULL, cin, dx);
+  if (v) mdc_avx2_conv3x3(be, dy, batch, h, w, cout, v, NULL, cin, dx);
   free(v);
   return;
 fallback: /* out of memory: the scalar reference needs none (and has not
              touched dw / db when we get here) */
   free(v);
-  mdc_cpu_scalar_conv3x3_backward(be, x, h, w, cin, wt, cout, dy, dx, dwt, db);
+  mdc_cpu_scalar_conv3x3_backward(be, x, batch, h, w, cin, wt, cout, dy, dx, dwt, db);
 }
 
 /* ---------------------------------------------------- conv2x2s2 dx */
@@ -134,7 +140,7 @@ void mdc_avx2_conv2x2s2_backward(mdc_backend *be, const float *x, int h, int w, 
     if (!packed) goto fallback;
   }
   if ((dwt || db) && oh > 0 && ow > 0) {
-    ckb_args a = {x, dy, NULL, h, w, cin, cout, 1, oh, ow, 0, 0, 0};
+    ckb_args a = {x, dy, NULL, h, w, cin, cout, 1, oh, ow, 0, 0, 0, 1};
     if (!ckb_wgrad(be, &a, dwt, db)) goto fallback;
   }
   if (dx) {

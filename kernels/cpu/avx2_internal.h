@@ -63,12 +63,12 @@ static inline void mdc_avx2_add_to_double(double *d, __m256 v, int n) {
 /* Entries defined in avx2_conv.c and avx2_pool.c. */
 void mdc_avx2_conv1x1(mdc_backend *be, const float *x, size_t n, int cin, const float *w,
                       const float *b, int cout, float *y);
-void mdc_avx2_conv3x3(mdc_backend *be, const float *x, int h, int w, int cin, const float *wt,
-                      const float *b, int cout, float *y);
+void mdc_avx2_conv3x3(mdc_backend *be, const float *x, int batch, int h, int w, int cin,
+                      const float *wt, const float *b, int cout, float *y);
 void mdc_avx2_conv2x2s2(mdc_backend *be, const float *x, int h, int w, int cin,
                         const float *wt, const float *b, int cout, float *y);
-void mdc_avx2_pool_mean(mdc_backend *be, const float *x, int h, int w, int c, int window,
-                        float *y);
+void mdc_avx2_pool_mean(mdc_backend *be, const float *x, int batch, int h, int w, int c,
+                        int window, float *y);
 
 /* Per-pixel LayerNorm of m rows of c channels (see backend.h), statistics
  * in float. */
@@ -82,9 +82,9 @@ void mdc_avx2_backward_init(mdc_backend *be);
 void mdc_avx2_conv1x1_backward(mdc_backend *be, const float *x, size_t n, int cin,
                                const float *w, int cout, const float *dy, float *dx, float *dw,
                                float *db);
-void mdc_avx2_conv3x3_backward(mdc_backend *be, const float *x, int h, int w, int cin,
-                               const float *wt, int cout, const float *dy, float *dx, float *dwt,
-                               float *db);
+void mdc_avx2_conv3x3_backward(mdc_backend *be, const float *x, int batch, int h, int w,
+                               int cin, const float *wt, int cout, const float *dy, float *dx,
+                               float *dwt, float *db);
 void mdc_avx2_conv2x2s2_backward(mdc_backend *be, const float *x, int h, int w, int cin,
                                  const float *wt, int cout, const float *dy, float *dx,
                                  float *dwt, float *db);
@@ -101,8 +101,8 @@ void mdc_avx2_wgrad_rows(const float *x, ptrdiff_t ldx, int cin, const float *dy
                          double *pw);
 void mdc_avx2_colsum_rows(const float *dy, int cout, int m, double *pb);
 void mdc_avx2_partials_add(double *part, int parts, size_t wsz, float *dw, int cout, float *db);
-void mdc_avx2_dwconv3x3_backward(mdc_backend *be, const float *x, int h, int w, int c,
-                                 const float *wt, const float *dy, float *dx, float *dwt,
+void mdc_avx2_dwconv3x3_backward(mdc_backend *be, const float *x, int batch, int h, int w,
+                                 int c, const float *wt, const float *dy, float *dx, float *dwt,
                                  float *db);
 
 /* The fused NAFBlock, avx2_nafblock.c. */

@@ -14,9 +14,9 @@
 
 typedef struct gpool_args {
   const float *x;
-  double *part; /* [tasks][c] */
-  size_t n;
-  int c, tasks;
+  double *part; /* [batch][tasks][c] */
+  size_t n;     /* pixels per image */
+  int c, tasks; /* tasks per image */
 } gpool_args;
 
 /* Adds 8 floats into 8 doubles at d. */
@@ -26,12 +26,14 @@ static inline void add_to_double(double *d, __m256 v) {
                    _mm256_add_pd(_mm256_loadu_pd(d + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1))));
 }
 
+/* A pixel range of one image: `task` counts over all images. */
 static void gpool_task(void *arg, int task, int thread) {
   (void)thread;
   const gpool_args *a = arg;
   const int c = a->c;
-  size_t lo, hi;
-  mdc_avx2_range(a->n, a->tasks, task, &lo, &hi);
+  size_t lo, hi, first = (size_t)(task / a->tasks) * a->n; /* the image's first pixel */
+  mdc_avx2_range(a->n, a->tasks, task % a->tasks, &lo, &hi);
+  lo += first, hi += first;
   double *part = a->part + (size_t)task * c;
   memset(part, 0, (size_t)c * sizeof(double));
   for (size_t i0 = lo; i0 < hi; i0 += POOL_SUB) {
@@ -168,24 +170,26 @@ static void boxpool_horizontal_task(void *arg, int py, int thread) {
   mdc_avx2_box_row(tmp, bp->h, w, c, bp->window, 0, w, rs, row);
 }
 
-void mdc_avx2_pool_mean(mdc_backend *be, const float *x, int h, int w, int c, int window,
-                           float *y) {
-  if (c <= 0 || h <= 0 || w <= 0) return;
+void mdc_avx2_pool_mean(mdc_backend *be, const float *x, int batch, int h, int w, int c,
+                        int window, float *y) {
+  if (c <= 0 || h <= 0 || w <= 0 || batch <= 0) return;
   mdc_cpu_ctx *ctx = mdc_cpu_ctx_of(be);
   if (mdc_pool_is_global(h, w, window)) {
     gpool_args a = {x, NULL, (size_t)h * w, c, 0};
     a.tasks = mdc_avx2_range_tasks(a.n, POOL_GRAIN);
-    a.part = malloc((size_t)a.tasks * c * sizeof(double));
+    a.part = malloc((size_t)batch * a.tasks * c * sizeof(double));
     if (!a.part) {
-      mdc_cpu_scalar_pool_mean(be, x, h, w, c, window, y);
+      mdc_cpu_scalar_pool_mean(be, x, batch, h, w, c, window, y);
       return;
     }
-    mdc_threadpool_parallel_for(ctx->pool, a.tasks, gpool_task, &a);
-    for (int j = 0; j < c; j++) {
-      double s = 0.0;
-      for (int t = 0; t < a.tasks; t++) s += a.part[(size_t)t * c + j];
-      y[j] = (float)(s / (double)a.n);
-    }
+    mdc_threadpool_parallel_for(ctx->pool, batch * a.tasks, gpool_task, &a);
+    for (int b = 0; b < batch; b++) /* each image's tasks in order */
+      for (int j = 0; j < c; j++) {
+        const double *part = a.part + (size_t)b * a.tasks * c;
+        double s = 0.0;
+        for (int t = 0; t < a.tasks; t++) s += part[(size_t)t * c + j];
+        y[(size_t)b * c + j] = (float)(s / (double)a.n);
+      }
     free(a.part);
     return;
   }
@@ -193,11 +197,15 @@ void mdc_avx2_pool_mean(mdc_backend *be, const float *x, int h, int w, int c, in
                          mdc_avx2_boxpool_thread_bytes(h, w, c, window)};
   void *mem = malloc(bp.thread_bytes * ctx->threads + 64);
   if (!mem) {
-    mdc_cpu_scalar_pool_mean(be, x, h, w, c, window, y);
+    mdc_cpu_scalar_pool_mean(be, x, batch, h, w, c, window, y);
     return;
   }
   bp.thread_mem = mdc_scratch_base(mem);
-  mdc_avx2_boxpool_vertical(ctx->pool, &bp);
-  mdc_threadpool_parallel_for(ctx->pool, h, boxpool_horizontal_task, &bp);
+  const size_t per_image = (size_t)h * w * c;
+  for (int b = 0; b < batch; b++) { /* image by image: both passes keep their tasks */
+    bp.x = x + b * per_image, bp.y = y + b * per_image;
+    mdc_avx2_boxpool_vertical(ctx->pool, &bp);
+    mdc_threadpool_parallel_for(ctx->pool, h, boxpool_horizontal_task, &bp);
+  }
   free(mem);
 }

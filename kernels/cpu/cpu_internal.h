@@ -77,8 +77,8 @@ static inline void mdc_cpu_range(size_t n, int tasks, int t, size_t *lo, size_t 
 
 /* The scalar reference pool_mean, for the AVX2 backend's out-of-memory
  * fallback. */
-void mdc_cpu_scalar_pool_mean(mdc_backend *be, const float *x, int h, int w, int c, int window,
-                              float *y);
+void mdc_cpu_scalar_pool_mean(mdc_backend *be, const float *x, int batch, int h, int w, int c,
+                              int window, float *y);
 
 /* Rounds a byte offset up to a cache line. */
 static inline size_t mdc_align64(size_t v) { return (v + 63) & ~(size_t)63; }

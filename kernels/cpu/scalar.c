@@ -5,7 +5,9 @@
  * then the inputs in index order), so results do not depend on how the
  * work is split over threads.  Statistics (LayerNorm, channel means) are
  * accumulated in double.  nafblock_forward composes the entries exactly as
- * docs/network.md's NAFBlock. */
+ * docs/network.md's NAFBlock.  In a batch every output is the same bits as
+ * in a call on its image alone; tasks run over the rows of all images, so
+ * that the pool stays busy. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,11 +72,14 @@ typedef struct convk_args {
   int h, w_, cin, cout;
 } convk_args;
 
-static void conv3x3_task(void *arg, int py, int thread) {
+/* One output row of the batch: row `row` of all batch * h. */
+static void conv3x3_task(void *arg, int row, int thread) {
   (void)thread;
   const convk_args *a = arg;
+  const int py = row % a->h;
+  const float *x = a->x + (size_t)(row / a->h) * a->h * a->w_ * a->cin; /* its image */
   for (int px = 0; px < a->w_; px++) {
-    float *yo = a->y + ((size_t)py * a->w_ + px) * a->cout;
+    float *yo = a->y + ((size_t)row * a->w_ + px) * a->cout;
     for (int o = 0; o < a->cout; o++) yo[o] = a->b ? a->b[o] : 0.0f;
     for (int ky = 0; ky < 3; ky++) {
       int sy = py + ky - 1;
@@ -82,7 +87,7 @@ static void conv3x3_task(void *arg, int py, int thread) {
       for (int kx = 0; kx < 3; kx++) {
         int sx = px + kx - 1;
         if (sx < 0 || sx >= a->w_) continue;
-        const float *xi = a->x + ((size_t)sy * a->w_ + sx) * a->cin;
+        const float *xi = x + ((size_t)sy * a->w_ + sx) * a->cin;
         const float *wt = a->w + (size_t)(ky * 3 + kx) * a->cin * a->cout;
         for (int k = 0; k < a->cin; k++)
           for (int o = 0; o < a->cout; o++) yo[o] += xi[k] * wt[(size_t)k * a->cout + o];
@@ -91,10 +96,11 @@ static void conv3x3_task(void *arg, int py, int thread) {
   }
 }
 
-static void scalar_conv3x3(mdc_backend *be, const float *x, int h, int w, int cin,
+static void scalar_conv3x3(mdc_backend *be, const float *x, int batch, int h, int w, int cin,
                            const float *wt, const float *b, int cout, float *y) {
+  if (batch <= 0 || h <= 0) return;
   convk_args a = {x, wt, b, y, h, w, cin, cout};
-  mdc_threadpool_parallel_for(pool_of(be), h, conv3x3_task, &a);
+  mdc_threadpool_parallel_for(pool_of(be), batch * h, conv3x3_task, &a);
 }
 
 /* One output row of the stride-2 2x2 convolution; h, w are the input's. */
@@ -129,9 +135,12 @@ typedef struct dw_args {
   int h, w_, c;
 } dw_args;
 
-static void dwconv3x3_task(void *arg, int py, int thread) {
+/* One output row of the batch, as conv3x3_task. */
+static void dwconv3x3_task(void *arg, int row, int thread) {
   (void)thread;
   const dw_args *a = arg;
+  const int py = row % a->h;
+  const float *x = a->x + (size_t)(row / a->h) * a->h * a->w_ * a->c;
   for (int px = 0; px < a->w_; px++)
     for (int ch = 0; ch < a->c; ch++) {
       float acc = a->b ? a->b[ch] : 0.0f;
@@ -141,17 +150,18 @@ static void dwconv3x3_task(void *arg, int py, int thread) {
         for (int kx = 0; kx < 3; kx++) {
           int sx = px + kx - 1;
           if (sx < 0 || sx >= a->w_) continue;
-          acc += a->x[((size_t)sy * a->w_ + sx) * a->c + ch] * a->w[(ky * 3 + kx) * a->c + ch];
+          acc += x[((size_t)sy * a->w_ + sx) * a->c + ch] * a->w[(ky * 3 + kx) * a->c + ch];
         }
       }
-      a->y[((size_t)py * a->w_ + px) * a->c + ch] = acc;
+      a->y[((size_t)row * a->w_ + px) * a->c + ch] = acc;
     }
 }
 
-static void scalar_dwconv3x3(mdc_backend *be, const float *x, int h, int w, int c,
+static void scalar_dwconv3x3(mdc_backend *be, const float *x, int batch, int h, int w, int c,
                              const float *wt, const float *b, float *y) {
+  if (batch <= 0 || h <= 0) return;
   dw_args a = {x, wt, b, y, h, w, c};
-  mdc_threadpool_parallel_for(pool_of(be), h, dwconv3x3_task, &a);
+  mdc_threadpool_parallel_for(pool_of(be), batch * h, dwconv3x3_task, &a);
 }
 
 /* ---------------------------------------------------------- layernorm */
@@ -159,7 +169,7 @@ static void scalar_dwconv3x3(mdc_backend *be, const float *x, int h, int w, int 
 typedef struct ln_args {
   const float *x, *g, *b;
   float *y, *mean, *rstd;
-  size_t n;
+  size_t n, gb_every;
   int c, tasks;
   float eps;
 } ln_args;
@@ -178,15 +188,18 @@ static void layernorm_task(void *arg, int task, int thread) {
     for (int k = 0; k < a->c; k++) var += (xi[k] - mean) * (xi[k] - mean);
     var /= a->c;
     double rstd = 1.0 / sqrt(var + a->eps);
-    for (int k = 0; k < a->c; k++) yi[k] = (float)((xi[k] - mean) * rstd * a->g[k] + a->b[k]);
+    size_t row = a->gb_every ? i / a->gb_every * a->c : 0;
+    const float *g = a->g + row, *b = a->b + row;
+    for (int k = 0; k < a->c; k++) yi[k] = (float)((xi[k] - mean) * rstd * g[k] + b[k]);
     if (a->mean) a->mean[i] = (float)mean;
     if (a->rstd) a->rstd[i] = (float)rstd;
   }
 }
 
 static void scalar_layernorm(mdc_backend *be, const float *x, size_t n, int c, const float *g,
-                             const float *b, float eps, float *y, float *mean, float *rstd) {
-  ln_args a = {x, g, b, y, mean, rstd, n, c, 0, eps};
+                             const float *b, size_t gb_every, float eps, float *y, float *mean,
+                             float *rstd) {
+  ln_args a = {x, g, b, y, mean, rstd, n, gb_every, c, 0, eps};
   a.tasks = range_tasks(n, 256);
   mdc_threadpool_parallel_for(pool_of(be), a.tasks, layernorm_task, &a);
 }
@@ -196,8 +209,8 @@ static void scalar_layernorm(mdc_backend *be, const float *x, size_t n, int c, c
 typedef struct ew_args {
   const float *x, *x2, *s;
   float *y;
-  size_t n;
-  int c, s_per_pixel, tasks;
+  size_t n, s_every;
+  int c, tasks;
 } ew_args;
 
 static void simplegate_task(void *arg, int task, int thread) {
@@ -211,7 +224,7 @@ static void simplegate_task(void *arg, int task, int thread) {
 }
 
 static void scalar_simplegate(mdc_backend *be, const float *x, size_t n, int c, float *y) {
-  ew_args a = {x, NULL, NULL, y, n, c, 0, 0};
+  ew_args a = {x, NULL, NULL, y, n, 0, c, 0};
   a.tasks = range_tasks(n, 1024);
   mdc_threadpool_parallel_for(pool_of(be), a.tasks, simplegate_task, &a);
 }
@@ -222,14 +235,14 @@ static void scale_channels_task(void *arg, int task, int thread) {
   size_t lo, hi;
   range_of(a->n, a->tasks, task, &lo, &hi);
   for (size_t i = lo; i < hi; i++) {
-    const float *s = a->s_per_pixel ? a->s + i * a->c : a->s;
+    const float *s = a->s_every ? a->s + i / a->s_every * a->c : a->s;
     for (int k = 0; k < a->c; k++) a->y[i * a->c + k] = a->x[i * a->c + k] * s[k];
   }
 }
 
 static void scalar_scale_channels(mdc_backend *be, const float *x, const float *s,
-                                  int s_per_pixel, size_t n, int c, float *y) {
-  ew_args a = {x, NULL, s, y, n, c, s_per_pixel, 0};
+                                  size_t s_every, size_t n, int c, float *y) {
+  ew_args a = {x, NULL, s, y, n, s_every, c, 0};
   a.tasks = range_tasks(n, 1024);
   mdc_threadpool_parallel_for(pool_of(be), a.tasks, scale_channels_task, &a);
 }
@@ -249,7 +262,7 @@ static void add_scaled_task(void *arg, int task, int thread) {
 
 static void scalar_add_scaled(mdc_backend *be, const float *a_, const float *b, const float *s,
                               size_t n, int c, float *y) {
-  ew_args a = {a_, b, s, y, n, c, 0, 0};
+  ew_args a = {a_, b, s, y, n, 0, c, 0};
   a.tasks = range_tasks(n, 1024);
   mdc_threadpool_parallel_for(pool_of(be), a.tasks, add_scaled_task, &a);
 }
@@ -285,27 +298,33 @@ typedef struct pool_args {
   const float *x;
   float *y;
   double *rows; /* windowed: threads x w x c column sums, or NULL */
-  int h, w, c, window, tasks;
+  int h, w, c, window, tasks; /* global: tasks per image */
 } pool_args;
 
-/* Global: one task per channel range, pixels summed in order. */
+/* Global: per image, one task per channel range, pixels summed in order. */
 static void pool_global_task(void *arg, int task, int thread) {
   (void)thread;
   const pool_args *a = arg;
-  size_t lo, hi, n = (size_t)a->h * a->w;
-  range_of((size_t)a->c, a->tasks, task, &lo, &hi);
+  size_t lo, hi, n = (size_t)a->h * a->w, img = (size_t)(task / a->tasks);
+  range_of((size_t)a->c, a->tasks, task % a->tasks, &lo, &hi);
+  const float *x = a->x + img * n * a->c;
   for (size_t k = lo; k < hi; k++) {
     double s = 0.0;
-    for (size_t i = 0; i < n; i++) s += a->x[i * a->c + k];
-    a->y[k] = (float)(s / (double)n);
+    for (size_t i = 0; i < n; i++) s += x[i * a->c + k];
+    a->y[img * a->c + k] = (float)(s / (double)n);
   }
 }
 
-/* Windowed, one output row.  The box sum is sum over box columns of (sum
- * over box rows), both in order; with a row buffer the inner sums are
- * shared between pixels, without one they are recomputed - same result. */
-static void pool_window_task(void *arg, int py, int thread) {
+/* Windowed, one output row of the batch.  The box sum is sum over box
+ * columns of (sum over box rows), both in order; with a row buffer the
+ * inner sums are shared between pixels, without one they are recomputed -
+ * same result. */
+static void pool_window_task(void *arg, int row, int thread) {
   const pool_args *a = arg;
+  const int py = row % a->h;
+  const size_t base = (size_t)(row / a->h) * a->h * a->w * a->c; /* its image */
+  const float *x = a->x + base;
+  float *y = a->y + base;
   int y0, bh;
   mdc_pool_box(py, a->h, a->window, &y0, &bh);
   double *cs = a->rows ? a->rows + (size_t)thread * a->w * a->c : NULL;
@@ -313,7 +332,7 @@ static void pool_window_task(void *arg, int py, int thread) {
     for (int sx = 0; sx < a->w; sx++)
       for (int k = 0; k < a->c; k++) {
         double s = 0.0;
-        for (int sy = y0; sy < y0 + bh; sy++) s += a->x[((size_t)sy * a->w + sx) * a->c + k];
+        for (int sy = y0; sy < y0 + bh; sy++) s += x[((size_t)sy * a->w + sx) * a->c + k];
         cs[(size_t)sx * a->c + k] = s;
       }
   for (int px = 0; px < a->w; px++) {
@@ -326,31 +345,32 @@ static void pool_window_task(void *arg, int py, int thread) {
         if (cs)
           col = cs[(size_t)sx * a->c + k];
         else
-          for (int sy = y0; sy < y0 + bh; sy++) col += a->x[((size_t)sy * a->w + sx) * a->c + k];
+          for (int sy = y0; sy < y0 + bh; sy++) col += x[((size_t)sy * a->w + sx) * a->c + k];
         s += col;
       }
-      a->y[((size_t)py * a->w + px) * a->c + k] = (float)(s / ((double)bh * bw));
+      y[((size_t)py * a->w + px) * a->c + k] = (float)(s / ((double)bh * bw));
     }
   }
 }
 
-static void pool_mean_run(mdc_backend *be, const float *x, int h, int w, int c, int window,
-                          float *y, double *rows) {
+static void pool_mean_run(mdc_backend *be, const float *x, int batch, int h, int w, int c,
+                          int window, float *y, double *rows) {
+  if (batch <= 0 || h <= 0 || w <= 0 || c <= 0) return;
   pool_args a = {x, y, rows, h, w, c, window, 0};
   if (mdc_pool_is_global(h, w, window)) {
     a.tasks = range_tasks((size_t)c, 4);
-    mdc_threadpool_parallel_for(pool_of(be), a.tasks, pool_global_task, &a);
+    mdc_threadpool_parallel_for(pool_of(be), batch * a.tasks, pool_global_task, &a);
   } else {
-    mdc_threadpool_parallel_for(pool_of(be), h, pool_window_task, &a);
+    mdc_threadpool_parallel_for(pool_of(be), batch * h, pool_window_task, &a);
   }
 }
 
-void mdc_cpu_scalar_pool_mean(mdc_backend *be, const float *x, int h, int w, int c, int window,
-                              float *y) {
+void mdc_cpu_scalar_pool_mean(mdc_backend *be, const float *x, int batch, int h, int w, int c,
+                              int window, float *y) {
   double *rows = NULL;
   if (!mdc_pool_is_global(h, w, window))
     rows = malloc((size_t)mdc_cpu_ctx_of(be)->threads * w * c * sizeof(double));
-  pool_mean_run(be, x, h, w, c, window, y, rows); /* rows NULL: slower, same result */
+  pool_mean_run(be, x, batch, h, w, c, window, y, rows); /* rows NULL: slower, same result */
   free(rows);
 }
 
@@ -385,16 +405,16 @@ static void scalar_nafblock_forward(mdc_backend *be, const mdc_nafblock_params *
   s += mdc_align64(pooled_n * c * sizeof(float));
   double *rows = global ? NULL : (double *)s;
 
-  scalar_layernorm(be, x, n, c, p->norm1_w, p->norm1_b, eps, buf1, NULL, NULL);
+  scalar_layernorm(be, x, n, c, p->norm1_w, p->norm1_b, 0, eps, buf1, NULL, NULL);
   scalar_conv1x1(be, buf1, n, c, p->conv1_w, p->conv1_b, 2 * c, buf0);
-  scalar_dwconv3x3(be, buf0, h, w, 2 * c, p->conv2_w, p->conv2_b, buf1);
+  scalar_dwconv3x3(be, buf0, 1, h, w, 2 * c, p->conv2_w, p->conv2_b, buf1);
   scalar_simplegate(be, buf1, n, c, buf0);                       /* t = buf0 */
-  pool_mean_run(be, buf0, h, w, c, window, pooled, rows);
+  pool_mean_run(be, buf0, 1, h, w, c, window, pooled, rows);
   scalar_conv1x1(be, pooled, pooled_n, c, p->sca_w, p->sca_b, c, sv);
-  scalar_scale_channels(be, buf0, sv, !global, n, c, buf1);      /* t * s */
+  scalar_scale_channels(be, buf0, sv, global ? 0 : 1, n, c, buf1); /* t * s */
   scalar_conv1x1(be, buf1, n, c, p->conv3_w, p->conv3_b, c, buf0);
   scalar_add_scaled(be, x, buf0, p->beta, n, c, y);              /* y = inp + beta t */
-  scalar_layernorm(be, y, n, c, p->norm2_w, p->norm2_b, eps, buf1, NULL, NULL);
+  scalar_layernorm(be, y, n, c, p->norm2_w, p->norm2_b, 0, eps, buf1, NULL, NULL);
   scalar_conv1x1(be, buf1, n, c, p->conv4_w, p->conv4_b, 2 * c, buf0);
   scalar_simplegate(be, buf0, n, c, buf1);
   scalar_conv1x1(be, buf1, n, c, p->conv5_w, p->conv5_b, c, buf0);

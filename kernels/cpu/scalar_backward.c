@@ -6,7 +6,10 @@
  * in a fixed order (pixels in index order, then taps / channels in index
  * order), and tasks split only independent outputs, so results do not
  * depend on the thread count.  Parameter gradients are added as
- * dw += (float)sum: calling twice on a zeroed dw gives exactly 2 * dw. */
+ * dw += (float)sum: calling twice on a zeroed dw gives exactly 2 * dw.
+ * A batch is one such sum over all its images (image by image, pixels in
+ * order); dx and per-image rows (LayerNorm's dg / db, scale_channels' ds)
+ * are the same bits as one call per image. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,29 +26,58 @@ static int imin(int a, int b) { return a < b ? a : b; }
 
 /* ------------------------------------------- column sums (bias grads) */
 
-/* db[k] += sum_i dy[i][k] for a block of OB columns per task. */
+/* Pixels [0, n) (n > 0) in segments of `every` (the last may be
+ * shorter; 0: one segment), each summed into its own row of the output
+ * (a parameter with one row per `every` pixels: LayerNorm's g and b with
+ * gb_every, scale_channels' s with s_every). */
+typedef struct seg_split {
+  size_t n, every, segs;
+  int groups, cblocks; /* tasks: groups of segments x blocks of OB channels */
+} seg_split;
+
+static seg_split seg_split_of(size_t n, size_t every, int c) {
+  seg_split p = {n, every && every < n ? every : n, 1, 1, (c + OB - 1) / OB};
+  p.segs = (n + p.every - 1) / p.every;
+  if (p.segs > 1) p.groups = mdc_cpu_range_tasks(p.segs, 1 + 16384 / (p.every * c));
+  return p;
+}
+
+static void seg_of(const seg_split *p, int task, size_t *s_lo, size_t *s_hi, int *k0, int *kn,
+                   int c) {
+  mdc_cpu_range(p->segs, p->groups, task / p->cblocks, s_lo, s_hi);
+  *k0 = task % p->cblocks * OB;
+  *kn = imin(OB, c - *k0);
+}
+
+/* db[s][k] += sum over segment s of dy[i][k], OB columns per task. */
 typedef struct colsum_args {
   const float *dy;
   float *db;
-  size_t n;
+  seg_split sp;
   int c;
 } colsum_args;
 
 static void colsum_task(void *arg, int task, int thread) {
   (void)thread;
   const colsum_args *a = arg;
-  int k0 = task * OB, kn = imin(OB, a->c - k0);
-  double acc[OB] = {0};
-  for (size_t i = 0; i < a->n; i++) {
-    const float *g = a->dy + i * a->c + k0;
-    for (int k = 0; k < kn; k++) acc[k] += g[k];
+  size_t s_lo, s_hi;
+  int k0, kn;
+  seg_of(&a->sp, task, &s_lo, &s_hi, &k0, &kn, a->c);
+  for (size_t sg = s_lo; sg < s_hi; sg++) {
+    size_t i1 = (sg + 1) * a->sp.every < a->sp.n ? (sg + 1) * a->sp.every : a->sp.n;
+    double acc[OB] = {0};
+    for (size_t i = sg * a->sp.every; i < i1; i++) {
+      const float *g = a->dy + i * a->c + k0;
+      for (int k = 0; k < kn; k++) acc[k] += g[k];
+    }
+    for (int k = 0; k < kn; k++) a->db[sg * a->c + k0 + k] += (float)acc[k];
   }
-  for (int k = 0; k < kn; k++) a->db[k0 + k] += (float)acc[k];
 }
 
-static void colsum_add(mdc_backend *be, const float *dy, size_t n, int c, float *db) {
-  colsum_args a = {dy, db, n, c};
-  mdc_threadpool_parallel_for(pool_of(be), (c + OB - 1) / OB, colsum_task, &a);
+/* every 0: one row, the sum over all n pixels */
+static void colsum_add(mdc_backend *be, const float *dy, size_t n, size_t every, int c, float *db) {
+  colsum_args a = {dy, db, seg_split_of(n, every, c), c};
+  mdc_threadpool_parallel_for(pool_of(be), a.sp.groups * a.sp.cblocks, colsum_task, &a);
 }
 
 /* -------------------------------------------------------- mask_pixels */
@@ -53,8 +85,9 @@ static void colsum_add(mdc_backend *be, const float *dy, size_t n, int c, float 
 typedef struct pix_args {
   const float *x, *m, *s, *dy;
   float *y, *dx, *ds;
-  size_t n;
-  int c, s_per_pixel, tasks;
+  size_t n, s_every;
+  seg_split sp; /* scale_channels_backward's ds: one segment per row of s */
+  int c, tasks;
 } pix_args;
 
 static void mask_task(void *arg, int task, int thread) {
@@ -131,18 +164,19 @@ void mdc_cpu_scalar_conv1x1_backward(mdc_backend *be, const float *x, size_t n, 
     mdc_threadpool_parallel_for(pool_of(be), a.tasks, c1_dx_task, &a);
   }
   if (dw) mdc_threadpool_parallel_for(pool_of(be), (cin + KB - 1) / KB, c1_dw_task, &a);
-  if (db) colsum_add(be, dy, n, cout, db);
+  if (db) colsum_add(be, dy, n, 0, cout, db);
 }
 
 /* ------------------------------------ conv3x3 / conv2x2s2 backward */
 
 /* Output (py, px) reads input (py * stride + ky - pad, px * stride + kx - pad)
  * through tap (ky, kx): 3x3 is ks 3, stride 1, pad 1; 2x2s2 is ks 2,
- * stride 2, pad 0. */
+ * stride 2, pad 0.  batch images of h x w (2x2s2: one of h = batch * its
+ * height, as no 2x2 cell crosses an image border). */
 typedef struct ck_args {
   const float *x, *w, *dy;
   float *dx, *dw;
-  int h, w_, cin, cout, ks, stride, pad, oh, ow;
+  int h, w_, cin, cout, ks, stride, pad, oh, ow, batch;
 } ck_args;
 
 /* The output coordinate that reads input s through tap k, or -1. */
@@ -153,10 +187,13 @@ static int ck_out(const ck_args *a, int s, int k, int osize) {
   return t < osize ? t : -1;
 }
 
-/* One input row of dx: taps in (ky, kx) order, then output channels. */
-static void ck_dx_task(void *arg, int sy, int thread) {
+/* One input row of dx (of all batch * h): taps in (ky, kx) order, then
+ * output channels. */
+static void ck_dx_task(void *arg, int row, int thread) {
   (void)thread;
   const ck_args *a = arg;
+  const int sy = row % a->h;
+  const float *dy = a->dy + (size_t)(row / a->h) * a->oh * a->ow * a->cout; /* its image */
   for (int sx = 0; sx < a->w_; sx++)
     for (int k = 0; k < a->cin; k++) {
       double acc = 0.0;
@@ -166,37 +203,42 @@ static void ck_dx_task(void *arg, int sy, int thread) {
         for (int kx = 0; kx < a->ks; kx++) {
           int px = ck_out(a, sx, kx, a->ow);
           if (px < 0) continue;
-          const float *g = a->dy + ((size_t)py * a->ow + px) * a->cout;
+          const float *g = dy + ((size_t)py * a->ow + px) * a->cout;
           const float *wk = a->w + ((size_t)(ky * a->ks + kx) * a->cin + k) * a->cout;
           for (int o = 0; o < a->cout; o++) acc += (double)g[o] * wk[o];
         }
       }
-      a->dx[((size_t)sy * a->w_ + sx) * a->cin + k] = (float)acc;
+      a->dx[((size_t)row * a->w_ + sx) * a->cin + k] = (float)acc;
     }
 }
 
-/* dw[tap][k0 .. k0 + KB)[o] += sum over outputs (in order) of x . dy. */
+/* dw[tap][k0 .. k0 + KB)[o] += sum over all outputs (image by image, in
+ * order) of x . dy. */
 static void ck_dw_task(void *arg, int task, int thread) {
   (void)thread;
   const ck_args *a = arg;
   int kblocks = (a->cin + KB - 1) / KB, tap = task / kblocks;
   int ky = tap / a->ks, kx = tap % a->ks;
   int k0 = task % kblocks * KB, kn = imin(KB, a->cin - k0);
+  const size_t xs = (size_t)a->h * a->w_ * a->cin, gs = (size_t)a->oh * a->ow * a->cout;
   for (int o0 = 0; o0 < a->cout; o0 += OB) {
     int on = imin(OB, a->cout - o0);
     double acc[KB][OB];
     memset(acc, 0, sizeof acc);
-    for (int py = 0; py < a->oh; py++) {
-      int sy = py * a->stride + ky - a->pad;
-      if (sy < 0 || sy >= a->h) continue;
-      for (int px = 0; px < a->ow; px++) {
-        int sx = px * a->stride + kx - a->pad;
-        if (sx < 0 || sx >= a->w_) continue;
-        const float *xi = a->x + ((size_t)sy * a->w_ + sx) * a->cin + k0;
-        const float *g = a->dy + ((size_t)py * a->ow + px) * a->cout + o0;
-        for (int kk = 0; kk < kn; kk++) {
-          double xv = xi[kk];
-          for (int o = 0; o < on; o++) acc[kk][o] += xv * g[o];
+    for (int b = 0; b < a->batch; b++) {
+      const float *x = a->x + b * xs, *dy = a->dy + b * gs;
+      for (int py = 0; py < a->oh; py++) {
+        int sy = py * a->stride + ky - a->pad;
+        if (sy < 0 || sy >= a->h) continue;
+        for (int px = 0; px < a->ow; px++) {
+          int sx = px * a->stride + kx - a->pad;
+          if (sx < 0 || sx >= a->w_) continue;
+          const float *xi = x + ((size_t)sy * a->w_ + sx) * a->cin + k0;
+          const float *g = dy + ((size_t)py * a->ow + px) * a->cout + o0;
+          for (int kk = 0; kk < kn; kk++) {
+            double xv = xi[kk];
+            for (int o = 0; o < on; o++) acc[kk][o] += xv * g[o];
+          }
         }
       }
     }
@@ -207,26 +249,26 @@ static void ck_dw_task(void *arg, int task, int thread) {
 }
 
 static void ck_backward(mdc_backend *be, ck_args *a, float *db) {
-  if (a->cin <= 0 || a->cout <= 0 || a->h <= 0 || a->w_ <= 0) return;
-  if (a->dx) mdc_threadpool_parallel_for(pool_of(be), a->h, ck_dx_task, a);
+  if (a->cin <= 0 || a->cout <= 0 || a->h <= 0 || a->w_ <= 0 || a->batch <= 0) return;
+  if (a->dx) mdc_threadpool_parallel_for(pool_of(be), a->batch * a->h, ck_dx_task, a);
   if (a->oh <= 0 || a->ow <= 0) return;
   if (a->dw)
     mdc_threadpool_parallel_for(pool_of(be), a->ks * a->ks * ((a->cin + KB - 1) / KB), ck_dw_task,
                                 a);
-  if (db) colsum_add(be, a->dy, (size_t)a->oh * a->ow, a->cout, db);
+  if (db) colsum_add(be, a->dy, (size_t)a->batch * a->oh * a->ow, 0, a->cout, db);
 }
 
-void mdc_cpu_scalar_conv3x3_backward(mdc_backend *be, const float *x, int h, int w, int cin,
-                                     const float *wt, int cout, const float *dy, float *dx,
-                                     float *dwt, float *db) {
-  ck_args a = {x, wt, dy, dx, dwt, h, w, cin, cout, 3, 1, 1, h, w};
+void mdc_cpu_scalar_conv3x3_backward(mdc_backend *be, const float *x, int batch, int h, int w,
+                                     int cin, const float *wt, int cout, const float *dy,
+                                     float *dx, float *dwt, float *db) {
+  ck_args a = {x, wt, dy, dx, dwt, h, w, cin, cout, 3, 1, 1, h, w, batch};
   ck_backward(be, &a, db);
 }
 
 void mdc_cpu_scalar_conv2x2s2_backward(mdc_backend *be, const float *x, int h, int w, int cin,
                                        const float *wt, int cout, const float *dy, float *dx,
                                        float *dwt, float *db) {
-  ck_args a = {x, wt, dy, dx, dwt, h, w, cin, cout, 2, 2, 0, h / 2, w / 2};
+  ck_args a = {x, wt, dy, dx, dwt, h, w, cin, cout, 2, 2, 0, h / 2, w / 2, 1};
   ck_backward(be, &a, db);
 }
 
@@ -237,13 +279,16 @@ void mdc_cpu_scalar_conv2x2s2_backward(mdc_backend *be, const float *x, int h, i
 typedef struct dwb_args {
   const float *x, *w, *dy;
   float *dx, *dw;
-  int h, w_, c;
+  int batch, h, w_, c;
 } dwb_args;
 
-/* dx(sy, sx) = sum over taps of dy(sy - ky + 1, sx - kx + 1) w[ky][kx]. */
-static void dwb_dx_task(void *arg, int sy, int thread) {
+/* dx(sy, sx) = sum over taps of dy(sy - ky + 1, sx - kx + 1) w[ky][kx];
+ * one row of all batch * h. */
+static void dwb_dx_task(void *arg, int row, int thread) {
   (void)thread;
   const dwb_args *a = arg;
+  const int sy = row % a->h;
+  const float *dy = a->dy + (size_t)(row / a->h) * a->h * a->w_ * a->c; /* its image */
   for (int sx = 0; sx < a->w_; sx++)
     for (int ch = 0; ch < a->c; ch++) {
       double acc = 0.0;
@@ -253,42 +298,48 @@ static void dwb_dx_task(void *arg, int sy, int thread) {
         for (int kx = 0; kx < 3; kx++) {
           int px = sx - kx + 1;
           if (px < 0 || px >= a->w_) continue;
-          acc += (double)a->dy[((size_t)py * a->w_ + px) * a->c + ch] * a->w[(ky * 3 + kx) * a->c + ch];
+          acc += (double)dy[((size_t)py * a->w_ + px) * a->c + ch] *
+                 a->w[(ky * 3 + kx) * a->c + ch];
         }
       }
-      a->dx[((size_t)sy * a->w_ + sx) * a->c + ch] = (float)acc;
+      a->dx[((size_t)row * a->w_ + sx) * a->c + ch] = (float)acc;
     }
 }
 
-/* dw[tap][ch] += sum over outputs (in order) of x(tap source) dy. */
+/* dw[tap][ch] += sum over all outputs (image by image, in order) of
+ * x(tap source) dy. */
 static void dwb_dw_task(void *arg, int task, int thread) {
   (void)thread;
   const dwb_args *a = arg;
   int c0 = task * DWB, cn = imin(DWB, a->c - c0);
+  const size_t per_image = (size_t)a->h * a->w_ * a->c;
   double acc[9][DWB];
   memset(acc, 0, sizeof acc);
-  for (int py = 0; py < a->h; py++)
-    for (int px = 0; px < a->w_; px++) {
-      const float *g = a->dy + ((size_t)py * a->w_ + px) * a->c + c0;
-      for (int t = 0; t < 9; t++) {
-        int sy = py + t / 3 - 1, sx = px + t % 3 - 1;
-        if (sy < 0 || sy >= a->h || sx < 0 || sx >= a->w_) continue;
-        const float *xi = a->x + ((size_t)sy * a->w_ + sx) * a->c + c0;
-        for (int k = 0; k < cn; k++) acc[t][k] += (double)xi[k] * g[k];
+  for (int b = 0; b < a->batch; b++) {
+    const float *x = a->x + b * per_image, *dy = a->dy + b * per_image;
+    for (int py = 0; py < a->h; py++)
+      for (int px = 0; px < a->w_; px++) {
+        const float *g = dy + ((size_t)py * a->w_ + px) * a->c + c0;
+        for (int t = 0; t < 9; t++) {
+          int sy = py + t / 3 - 1, sx = px + t % 3 - 1;
+          if (sy < 0 || sy >= a->h || sx < 0 || sx >= a->w_) continue;
+          const float *xi = x + ((size_t)sy * a->w_ + sx) * a->c + c0;
+          for (int k = 0; k < cn; k++) acc[t][k] += (double)xi[k] * g[k];
+        }
       }
-    }
+  }
   for (int t = 0; t < 9; t++)
     for (int k = 0; k < cn; k++) a->dw[t * a->c + c0 + k] += (float)acc[t][k];
 }
 
-void mdc_cpu_scalar_dwconv3x3_backward(mdc_backend *be, const float *x, int h, int w, int c,
-                                       const float *wt, const float *dy, float *dx, float *dwt,
-                                       float *db) {
-  if (c <= 0 || h <= 0 || w <= 0) return;
-  dwb_args a = {x, wt, dy, dx, dwt, h, w, c};
-  if (dx) mdc_threadpool_parallel_for(pool_of(be), h, dwb_dx_task, &a);
+void mdc_cpu_scalar_dwconv3x3_backward(mdc_backend *be, const float *x, int batch, int h, int w,
+                                       int c, const float *wt, const float *dy, float *dx,
+                                       float *dwt, float *db) {
+  if (c <= 0 || h <= 0 || w <= 0 || batch <= 0) return;
+  dwb_args a = {x, wt, dy, dx, dwt, batch, h, w, c};
+  if (dx) mdc_threadpool_parallel_for(pool_of(be), batch * h, dwb_dx_task, &a);
   if (dwt) mdc_threadpool_parallel_for(pool_of(be), (c + DWB - 1) / DWB, dwb_dw_task, &a);
-  if (db) colsum_add(be, dy, (size_t)h * w, c, db);
+  if (db) colsum_add(be, dy, (size_t)batch * h * w, 0, c, db);
 }
 
 /* -------------------------------------------------- layernorm_backward */
@@ -296,7 +347,8 @@ void mdc_cpu_scalar_dwconv3x3_backward(mdc_backend *be, const float *x, int h, i
 typedef struct lnb_args {
   const float *x, *g, *mean, *rstd, *dy;
   float *dx, *dg;
-  size_t n;
+  size_t n, gb_every;
+  seg_split sp; /* dg: one segment per row of g */
   int c, tasks;
 } lnb_args;
 
@@ -310,43 +362,51 @@ static void lnb_dx_task(void *arg, int task, int thread) {
   const int c = a->c;
   for (size_t i = lo; i < hi; i++) {
     const float *xi = a->x + i * c, *gi = a->dy + i * c;
+    const float *gw = a->g + (a->gb_every ? i / a->gb_every * c : 0); /* its row of g */
     double mu = a->mean[i], rs = a->rstd[i], s1 = 0.0, s2 = 0.0;
     for (int k = 0; k < c; k++) {
-      double e = (double)gi[k] * a->g[k];
+      double e = (double)gi[k] * gw[k];
       s1 += e;
       s2 += e * ((xi[k] - mu) * rs);
     }
     s1 /= c;
     s2 /= c;
     for (int k = 0; k < c; k++) {
-      double e = (double)gi[k] * a->g[k], xh = (xi[k] - mu) * rs;
+      double e = (double)gi[k] * gw[k], xh = (xi[k] - mu) * rs;
       a->dx[i * c + k] = (float)(rs * (e - s1 - xh * s2));
     }
   }
 }
 
-/* dg[k] += sum_i dy xh, OB channels per task. */
+/* dg[row][k] += sum over the row's pixels of dy xh, OB channels per task. */
 static void lnb_dg_task(void *arg, int task, int thread) {
   (void)thread;
   const lnb_args *a = arg;
-  int k0 = task * OB, kn = imin(OB, a->c - k0);
-  double acc[OB] = {0};
-  for (size_t i = 0; i < a->n; i++) {
-    const float *xi = a->x + i * a->c + k0, *gi = a->dy + i * a->c + k0;
-    double mu = a->mean[i], rs = a->rstd[i];
-    for (int k = 0; k < kn; k++) acc[k] += (double)gi[k] * ((xi[k] - mu) * rs);
+  size_t s_lo, s_hi;
+  int k0, kn;
+  seg_of(&a->sp, task, &s_lo, &s_hi, &k0, &kn, a->c);
+  for (size_t sg = s_lo; sg < s_hi; sg++) {
+    size_t i1 = (sg + 1) * a->sp.every < a->n ? (sg + 1) * a->sp.every : a->n;
+    double acc[OB] = {0};
+    for (size_t i = sg * a->sp.every; i < i1; i++) {
+      const float *xi = a->x + i * a->c + k0, *gi = a->dy + i * a->c + k0;
+      double mu = a->mean[i], rs = a->rstd[i];
+      for (int k = 0; k < kn; k++) acc[k] += (double)gi[k] * ((xi[k] - mu) * rs);
+    }
+    for (int k = 0; k < kn; k++) a->dg[sg * a->c + k0 + k] += (float)acc[k];
   }
-  for (int k = 0; k < kn; k++) a->dg[k0 + k] += (float)acc[k];
 }
 
 void mdc_cpu_scalar_layernorm_backward(mdc_backend *be, const float *x, size_t n, int c,
-                                       const float *g, const float *mean, const float *rstd,
-                                       const float *dy, float *dx, float *dg, float *db) {
+                                       const float *g, size_t gb_every, const float *mean,
+                                       const float *rstd, const float *dy, float *dx, float *dg,
+                                       float *db) {
   if (c <= 0 || n == 0) return;
-  lnb_args a = {x, g, mean, rstd, dy, dx, dg, n, c, 0};
+  lnb_args a = {x, g, mean, rstd, dy, dx, dg, n, gb_every, seg_split_of(n, gb_every, c), c, 0};
   /* parameter gradients first: they read dy, which dx may overwrite */
-  if (dg) mdc_threadpool_parallel_for(pool_of(be), (c + OB - 1) / OB, lnb_dg_task, &a);
-  if (db) colsum_add(be, dy, n, c, db);
+  if (dg)
+    mdc_threadpool_parallel_for(pool_of(be), a.sp.groups * a.sp.cblocks, lnb_dg_task, &a);
+  if (db) colsum_add(be, dy, n, gb_every, c, db);
   if (dx) {
     a.tasks = mdc_cpu_range_tasks(n, 256);
     mdc_threadpool_parallel_for(pool_of(be), a.tasks, lnb_dx_task, &a);
@@ -390,108 +450,126 @@ void mdc_cpu_scalar_simplegate_backward(mdc_backend *be, const float *x, size_t 
 typedef struct poolb_args {
   const float *dy;
   float *dx;
-  double *S; /* h x w x c, or NULL */
-  int h, w, c, window, tasks;
+  double *S; /* batch x h x w x c, or NULL */
+  int batch, h, w, c, window, tasks;
 } poolb_args;
 
-static double poolb_row_sum(const poolb_args *a, int py, int qx, int k) {
+/* Rows are rows of all batch * h; a box never leaves its image. */
+static double poolb_row_sum(const poolb_args *a, int row, int qx, int k) {
   int lo, hi;
   mdc_pool_span(qx, a->w, a->window, &lo, &hi);
   double s = 0.0;
-  for (int px = lo; px < hi; px++) s += a->dy[((size_t)py * a->w + px) * a->c + k];
+  for (int px = lo; px < hi; px++) s += a->dy[((size_t)row * a->w + px) * a->c + k];
   return s;
 }
 
-static void poolb_s_task(void *arg, int py, int thread) {
+static void poolb_s_task(void *arg, int row, int thread) {
   (void)thread;
   const poolb_args *a = arg;
   for (int qx = 0; qx < a->w; qx++)
     for (int k = 0; k < a->c; k++)
-      a->S[((size_t)py * a->w + qx) * a->c + k] = poolb_row_sum(a, py, qx, k);
+      a->S[((size_t)row * a->w + qx) * a->c + k] = poolb_row_sum(a, row, qx, k);
 }
 
-static void poolb_dx_task(void *arg, int qy, int thread) {
+static void poolb_dx_task(void *arg, int row, int thread) {
   (void)thread;
   const poolb_args *a = arg;
+  const int qy = row % a->h, first = row - qy; /* the image's first row */
   int lo, hi;
   mdc_pool_span(qy, a->h, a->window, &lo, &hi);
   double area = (double)(a->window < a->h ? a->window : a->h) * (a->window < a->w ? a->window : a->w);
   for (int qx = 0; qx < a->w; qx++)
     for (int k = 0; k < a->c; k++) {
       double s = 0.0;
-      for (int py = lo; py < hi; py++)
+      for (int py = first + lo; py < first + hi; py++)
         s += a->S ? a->S[((size_t)py * a->w + qx) * a->c + k] : poolb_row_sum(a, py, qx, k);
-      a->dx[((size_t)qy * a->w + qx) * a->c + k] = (float)(s / area);
+      a->dx[((size_t)row * a->w + qx) * a->c + k] = (float)(s / area);
     }
 }
 
-/* Global: every pixel gets dy / (h w). */
+/* Global: every pixel of image b gets dy[b] / (h w). */
 static void poolb_global_task(void *arg, int task, int thread) {
   (void)thread;
   const poolb_args *a = arg;
   size_t n = (size_t)a->h * a->w, lo, hi;
-  mdc_cpu_range(n, a->tasks, task, &lo, &hi);
-  for (size_t i = lo; i < hi; i++)
-    for (int k = 0; k < a->c; k++) a->dx[i * a->c + k] = (float)((double)a->dy[k] / (double)n);
+  mdc_cpu_range(n * a->batch, a->tasks, task, &lo, &hi);
+  for (size_t i = lo; i < hi; i++) {
+    const float *dy = a->dy + i / n * a->c;
+    for (int k = 0; k < a->c; k++) a->dx[i * a->c + k] = (float)((double)dy[k] / (double)n);
+  }
 }
 
-void mdc_cpu_scalar_pool_mean_backward(mdc_backend *be, int h, int w, int c, int window,
-                                       const float *dy, float *dx) {
-  if (c <= 0 || h <= 0 || w <= 0 || !dx) return;
-  poolb_args a = {dy, dx, NULL, h, w, c, window, 0};
+void mdc_cpu_scalar_pool_mean_backward(mdc_backend *be, int batch, int h, int w, int c,
+                                       int window, const float *dy, float *dx) {
+  if (c <= 0 || h <= 0 || w <= 0 || batch <= 0 || !dx) return;
+  poolb_args a = {dy, dx, NULL, batch, h, w, c, window, 0};
+  size_t rows = (size_t)batch * h;
   if (mdc_pool_is_global(h, w, window)) {
-    a.tasks = mdc_cpu_range_tasks((size_t)h * w * c, 16384);
+    a.tasks = mdc_cpu_range_tasks(rows * w * c, 16384);
     mdc_threadpool_parallel_for(pool_of(be), a.tasks, poolb_global_task, &a);
     return;
   }
-  a.S = malloc((size_t)h * w * c * sizeof(double));
-  if (a.S) mdc_threadpool_parallel_for(pool_of(be), h, poolb_s_task, &a);
-  mdc_threadpool_parallel_for(pool_of(be), h, poolb_dx_task, &a);
+  a.S = malloc(rows * w * c * sizeof(double));
+  if (a.S) mdc_threadpool_parallel_for(pool_of(be), (int)rows, poolb_s_task, &a);
+  mdc_threadpool_parallel_for(pool_of(be), (int)rows, poolb_dx_task, &a);
   free(a.S);
 }
 
 /* --------------------------------------------- scale_channels_backward */
 
+/* dx = dy s[row]; with one row of s per pixel (s_every 1) also
+ * ds = dy x, in the same pass. */
 static void scale_dx_task(void *arg, int task, int thread) {
   (void)thread;
   const pix_args *a = arg;
   size_t lo, hi;
   mdc_cpu_range(a->n, a->tasks, task, &lo, &hi);
-  const int c = a->c;
+  const int c = a->c, ds_here = a->ds && a->s_every == 1;
   for (size_t i = lo; i < hi; i++) {
-    const float *s = a->s_per_pixel ? a->s + i * c : a->s;
+    const float *s = a->s + (a->s_every ? i / a->s_every * c : 0);
     for (int k = 0; k < c; k++) {
       float g = a->dy[i * c + k]; /* read once: dx may be dy */
-      if (a->ds && a->s_per_pixel) a->ds[i * c + k] = g * a->x[i * c + k];
+      if (ds_here) a->ds[i * c + k] = g * a->x[i * c + k];
       if (a->dx) a->dx[i * c + k] = g * s[k];
     }
   }
 }
 
-/* Per-channel s: ds[k] = sum_i dy x (overwritten), OB channels per task. */
+/* ds[row][k] = sum over the row's pixels of dy x (overwritten), OB
+ * channels per task. */
 static void scale_ds_task(void *arg, int task, int thread) {
   (void)thread;
   const pix_args *a = arg;
-  int k0 = task * OB, kn = imin(OB, a->c - k0);
-  double acc[OB] = {0};
-  for (size_t i = 0; i < a->n; i++) {
-    const float *xi = a->x + i * a->c + k0, *gi = a->dy + i * a->c + k0;
-    for (int k = 0; k < kn; k++) acc[k] += (double)gi[k] * xi[k];
+  size_t s_lo, s_hi;
+  int k0, kn;
+  seg_of(&a->sp, task, &s_lo, &s_hi, &k0, &kn, a->c);
+  for (size_t sg = s_lo; sg < s_hi; sg++) {
+    size_t i1 = (sg + 1) * a->sp.every < a->n ? (sg + 1) * a->sp.every : a->n;
+    double acc[OB] = {0};
+    for (size_t i = sg * a->sp.every; i < i1; i++) {
+      const float *xi = a->x + i * a->c + k0, *gi = a->dy + i * a->c + k0;
+      for (int k = 0; k < kn; k++) acc[k] += (double)gi[k] * xi[k];
+    }
+    for (int k = 0; k < kn; k++) a->ds[sg * a->c + k0 + k] = (float)acc[k];
   }
-  for (int k = 0; k < kn; k++) a->ds[k0 + k] = (float)acc[k];
 }
 
 void mdc_cpu_scalar_scale_channels_backward(mdc_backend *be, const float *x, const float *s,
-                                            int s_per_pixel, size_t n, int c, const float *dy,
+                                            size_t s_every, size_t n, int c, const float *dy,
                                             float *dx, float *ds) {
   if (c <= 0) return;
   pix_args a = {.x = x, .s = s, .dy = dy, .dx = dx, .ds = ds, .n = n, .c = c,
-                .s_per_pixel = s_per_pixel};
-  if (!s_per_pixel && ds) {
-    if (n == 0) memset(ds, 0, (size_t)c * sizeof(float));
-    else mdc_threadpool_parallel_for(pool_of(be), (c + OB - 1) / OB, scale_ds_task, &a);
+                .s_every = s_every};
+  /* rows of s: sums first, they read dy, which dx may overwrite */
+  if (s_every != 1 && ds) {
+    if (n == 0) {
+      if (s_every == 0) memset(ds, 0, (size_t)c * sizeof(float)); /* else no rows */
+    } else {
+      a.sp = seg_split_of(n, s_every, c);
+      mdc_threadpool_parallel_for(pool_of(be), a.sp.groups * a.sp.cblocks, scale_ds_task, &a);
+    }
   }
-  if (n == 0 || !(dx || (ds && s_per_pixel))) return;
+  if (n == 0 || !(dx || (ds && s_every == 1))) return;
   a.tasks = mdc_cpu_range_tasks(n * c, 16384);
   mdc_threadpool_parallel_for(pool_of(be), a.tasks, scale_dx_task, &a);
 }

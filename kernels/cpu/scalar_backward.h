@@ -20,24 +20,25 @@ void mdc_cpu_scalar_mask_pixels(mdc_backend *be, const float *x, const float *m,
 void mdc_cpu_scalar_conv1x1_backward(mdc_backend *be, const float *x, size_t n, int cin,
                                      const float *w, int cout, const float *dy, float *dx,
                                      float *dw, float *db);
-void mdc_cpu_scalar_conv3x3_backward(mdc_backend *be, const float *x, int h, int w, int cin,
-                                     const float *wt, int cout, const float *dy, float *dx,
-                                     float *dwt, float *db);
-void mdc_cpu_scalar_dwconv3x3_backward(mdc_backend *be, const float *x, int h, int w, int c,
-                                       const float *wt, const float *dy, float *dx, float *dwt,
-                                       float *db);
+void mdc_cpu_scalar_conv3x3_backward(mdc_backend *be, const float *x, int batch, int h, int w,
+                                     int cin, const float *wt, int cout, const float *dy,
+                                     float *dx, float *dwt, float *db);
+void mdc_cpu_scalar_dwconv3x3_backward(mdc_backend *be, const float *x, int batch, int h, int w,
+                                       int c, const float *wt, const float *dy, float *dx,
+                                       float *dwt, float *db);
 void mdc_cpu_scalar_conv2x2s2_backward(mdc_backend *be, const float *x, int h, int w, int cin,
                                        const float *wt, int cout, const float *dy, float *dx,
                                        float *dwt, float *db);
 void mdc_cpu_scalar_layernorm_backward(mdc_backend *be, const float *x, size_t n, int c,
-                                       const float *g, const float *mean, const float *rstd,
-                                       const float *dy, float *dx, float *dg, float *db);
+                                       const float *g, size_t gb_every, const float *mean,
+                                       const float *rstd, const float *dy, float *dx, float *dg,
+                                       float *db);
 void mdc_cpu_scalar_simplegate_backward(mdc_backend *be, const float *x, size_t n, int c,
                                         const float *dy, float *dx);
-void mdc_cpu_scalar_pool_mean_backward(mdc_backend *be, int h, int w, int c, int window,
-                                       const float *dy, float *dx);
+void mdc_cpu_scalar_pool_mean_backward(mdc_backend *be, int batch, int h, int w, int c,
+                                       int window, const float *dy, float *dx);
 void mdc_cpu_scalar_scale_channels_backward(mdc_backend *be, const float *x, const float *s,
-                                            int s_per_pixel, size_t n, int c, const float *dy,
+                                            size_t s_every, size_t n, int c, const float *dy,
                                             float *dx, float *ds);
 void mdc_cpu_scalar_add_scaled_backward(mdc_backend *be, const float *b, const float *s,
                                         size_t n, int c, const float *dy, float *db, float *ds);

@@ -15,9 +15,15 @@
  * convolution descriptors' math type); bias terms, transposes and bias
  * gradients are plain fp32 in both modes.
  *
- * cuDNN descriptors and the chosen algorithm are cached per shape; an
- * algorithm that cuDNN refuses at run time is dropped for that shape and
- * the next candidate is tried.  MASKDCPT_CUDA_VERBOSE=1 prints the choices
+ * Batches: conv3x3 takes `batch` images stored one after another and
+ * hands them to cuDNN as one NHWC tensor with N = batch (cuDNN pads each
+ * image on its own), so one call covers the batch.  conv2x2s2 needs no
+ * batch (callers pass h = batch * image height: a 2x2 stride-2 cell never
+ * crosses an image border when heights are even); it runs with N = 1.
+ *
+ * cuDNN descriptors and the chosen algorithm are cached per shape (batch
+ * included); an algorithm that cuDNN refuses at run time is dropped for
+ * that shape and the next candidate is tried.  MASKDCPT_CUDA_VERBOSE=1 prints the choices
  * to stderr. */
 #include <limits.h>
 #include <stdint.h>
@@ -157,7 +163,8 @@ typedef struct conv_choice {
 } conv_choice;
 
 typedef struct conv_shape {
-  int ks, h, w, cin, cout; /* ks 3: conv3x3 (pad 1, stride 1); ks 2: conv2x2s2 */
+  int ks;                 /* 3: conv3x3 (pad 1, stride 1); 2: conv2x2s2 */
+  int n, h, w, cin, cout; /* n: images in the batch (cuDNN's N) */
 } conv_shape;
 
 typedef struct conv_entry {
@@ -200,11 +207,13 @@ static int entry_make(mdc_backend *be, conv_entry *e, const conv_shape *s, const
       mdc_cudnn_check(be, cudnnCreateFilterDescriptor(&e->wd), what) ||
       mdc_cudnn_check(be, cudnnCreateConvolutionDescriptor(&e->cd), what))
     return -1;
-  if (mdc_cudnn_check(be, cudnnSetTensor4dDescriptor(e->xd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, 1,
-                                                     c.cin, c.h, c.w),
+  /* NHWC packed: cuDNN derives the strides (n: h w c, h: w c, w: c, c: 1),
+   * which is our layout of a batch stored image after image. */
+  if (mdc_cudnn_check(be, cudnnSetTensor4dDescriptor(e->xd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT,
+                                                     c.n, c.cin, c.h, c.w),
                       what) ||
-      mdc_cudnn_check(be, cudnnSetTensor4dDescriptor(e->yd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, 1,
-                                                     c.cout, oh, ow),
+      mdc_cudnn_check(be, cudnnSetTensor4dDescriptor(e->yd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT,
+                                                     c.n, c.cout, oh, ow),
                       what) ||
       mdc_cudnn_check(be, cudnnSetFilter4dDescriptor(e->wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC,
                                                      c.cout, c.cin, c.ks, c.ks),
@@ -219,9 +228,9 @@ static int entry_make(mdc_backend *be, conv_entry *e, const conv_shape *s, const
                                                                 &dw),
                       what))
     return -1;
-  if (dn != 1 || dc != c.cout || dh != oh || dw != ow) {
-    mdc_cuda_fail(be, "%s: cuDNN computes a %dx%dx%dx%d output, expected 1x%dx%dx%d", what, dn, dh,
-                  dw, dc, oh, ow, c.cout);
+  if (dn != c.n || dc != c.cout || dh != oh || dw != ow) {
+    mdc_cuda_fail(be, "%s: cuDNN computes a %dx%dx%dx%d output, expected %dx%dx%dx%d", what, dn,
+                  dh, dw, dc, c.n, oh, ow, c.cout);
     return -1;
   }
   for (int d = 0; d < DIRS; d++) e->dir[d].why = "none listed";
@@ -229,7 +238,8 @@ static int entry_make(mdc_backend *be, conv_entry *e, const conv_shape *s, const
 }
 
 static int same_shape(const conv_shape *a, const conv_shape *b) {
-  return a->ks == b->ks && a->h == b->h && a->w == b->w && a->cin == b->cin && a->cout == b->cout;
+  return a->ks == b->ks && a->n == b->n && a->h == b->h && a->w == b->w && a->cin == b->cin &&
+         a->cout == b->cout;
 }
 
 /* The cached entry for a shape, made on a miss (evicting the least
@@ -557,10 +567,10 @@ static int conv_run(mdc_backend *be, const conv_call *k) {
   }
 }
 
-/* cuDNN takes int sizes and offsets. */
+/* cuDNN takes int sizes and offsets: whole tensors, the batch included. */
 static int check_limits(mdc_backend *be, const conv_shape *s, const char *what) {
-  size_t nx = (size_t)s->h * s->w * s->cin;
-  size_t ny = (size_t)out_size(s->ks, s->h) * out_size(s->ks, s->w) * s->cout;
+  size_t nx = (size_t)s->n * s->h * s->w * s->cin;
+  size_t ny = (size_t)s->n * out_size(s->ks, s->h) * out_size(s->ks, s->w) * s->cout;
   size_t nf = (size_t)s->ks * s->ks * s->cin * s->cout;
   size_t big = nx > ny ? nx : ny;
   if (nf > big) big = nf;
@@ -572,43 +582,55 @@ static int check_limits(mdc_backend *be, const conv_shape *s, const char *what) 
 
 /* ------------------------------------------------ conv3x3 / conv2x2s2 */
 
-static void conv_forward(mdc_backend *be, const char *name, int ks, const float *x, int h, int w,
-                         int cin, const float *wt, const float *b, int cout, float *y) {
-  if (mdc_cuda_ctx_of(be)->failed || h <= 0 || w <= 0 || cout <= 0) return;
-  char what[112];
-  snprintf(what, sizeof what, "%s %dx%dx%d->%d", name, h, w, cin, cout);
+/* "conv3x3 64x48x16->32", with "4x" in front for a batch of 4. */
+static void shape_name(char *what, size_t size, const char *name, const char *suffix, int batch,
+                       int h, int w, int cin, int cout) {
+  if (batch == 1)
+    snprintf(what, size, "%s%s %dx%dx%d->%d", name, suffix, h, w, cin, cout);
+  else
+    snprintf(what, size, "%s%s %dx%dx%dx%d->%d", name, suffix, batch, h, w, cin, cout);
+}
+
+static void conv_forward(mdc_backend *be, const char *name, int ks, const float *x, int batch,
+                         int h, int w, int cin, const float *wt, const float *b, int cout,
+                         float *y) {
+  if (mdc_cuda_ctx_of(be)->failed || batch <= 0 || h <= 0 || w <= 0 || cout <= 0) return;
+  char what[128];
+  shape_name(what, sizeof what, name, "", batch, h, w, cin, cout);
   int oh = out_size(ks, h), ow = out_size(ks, w);
   if (oh == 0 || ow == 0) return;
   if (cin <= 0) {
     mdc_cuda_fail(be, "%s: no input channels", what);
     return;
   }
-  conv_shape s = {ks, h, w, cin, cout};
+  conv_shape s = {ks, batch, h, w, cin, cout};
   if (check_limits(be, &s, what)) return;
   conv_entry *e = entry_get(be, &s, what);
   if (!e) return;
+  size_t npix = (size_t)batch * oh * ow; /* output pixels of the whole batch */
   conv_call k = {.e = e, .dir = DIR_FWD, .what = what, .a = x, .wt = wt, .out = y,
-                 .na = (size_t)h * w * cin, .nout = (size_t)oh * ow * cout,
+                 .na = (size_t)batch * h * w * cin, .nout = npix * cout,
                  .nf = (size_t)ks * ks * cin * cout};
   if (conv_run(be, &k)) return;
-  if (b) bias_rows(be, what, b, (size_t)oh * ow, cout, 1.0f, y);
+  if (b) bias_rows(be, what, b, npix, cout, 1.0f, y);
 }
 
-static void conv_backward(mdc_backend *be, const char *name, int ks, const float *x, int h, int w,
-                          int cin, const float *wt, int cout, const float *dy, float *dx,
-                          float *dwt, float *db) {
+static void conv_backward(mdc_backend *be, const char *name, int ks, const float *x, int batch,
+                          int h, int w, int cin, const float *wt, int cout, const float *dy,
+                          float *dx, float *dwt, float *db) {
   mdc_cuda_ctx *ctx = mdc_cuda_ctx_of(be);
-  if (ctx->failed || h <= 0 || w <= 0 || cin <= 0 || cout <= 0) return;
-  char what[128];
-  snprintf(what, sizeof what, "%s_backward %dx%dx%d->%d", name, h, w, cin, cout);
+  if (ctx->failed || batch <= 0 || h <= 0 || w <= 0 || cin <= 0 || cout <= 0) return;
+  char what[144];
+  shape_name(what, sizeof what, name, "_backward", batch, h, w, cin, cout);
   int oh = out_size(ks, h), ow = out_size(ks, w);
-  size_t nx = (size_t)h * w * cin, ny = (size_t)oh * ow * cout;
+  size_t npix = (size_t)batch * oh * ow; /* output pixels of the whole batch */
+  size_t nx = (size_t)batch * h * w * cin, ny = npix * cout;
   if (oh == 0 || ow == 0) { /* no outputs: no gradient reaches x */
     if (dx)
       mdc_cuda_check(be, cudaMemsetAsync(dx, 0, nx * sizeof(float), ctx->stream), what);
     return;
   }
-  conv_shape s = {ks, h, w, cin, cout};
+  conv_shape s = {ks, batch, h, w, cin, cout};
   if (check_limits(be, &s, what)) return;
   conv_entry *e = entry_get(be, &s, what);
   if (!e) return;
@@ -623,29 +645,30 @@ static void conv_backward(mdc_backend *be, const char *name, int ks, const float
                    .na = nx, .nb = ny, .nf = nf};
     if (conv_run(be, &k)) return;
   }
-  if (db) bias_grad(be, what, dy, (size_t)oh * ow, cout, db);
+  if (db) bias_grad(be, what, dy, npix, cout, db);
 }
 
-static void cuda_conv3x3(mdc_backend *be, const float *x, int h, int w, int cin, const float *wt,
-                         const float *b, int cout, float *y) {
-  conv_forward(be, "conv3x3", 3, x, h, w, cin, wt, b, cout, y);
+static void cuda_conv3x3(mdc_backend *be, const float *x, int batch, int h, int w, int cin,
+                         const float *wt, const float *b, int cout, float *y) {
+  conv_forward(be, "conv3x3", 3, x, batch, h, w, cin, wt, b, cout, y);
 }
 
+/* h may be batch * image height: one N = 1 tensor (see the top). */
 static void cuda_conv2x2s2(mdc_backend *be, const float *x, int h, int w, int cin,
                            const float *wt, const float *b, int cout, float *y) {
-  conv_forward(be, "conv2x2s2", 2, x, h, w, cin, wt, b, cout, y);
+  conv_forward(be, "conv2x2s2", 2, x, 1, h, w, cin, wt, b, cout, y);
 }
 
-static void cuda_conv3x3_backward(mdc_backend *be, const float *x, int h, int w, int cin,
-                                  const float *wt, int cout, const float *dy, float *dx,
+static void cuda_conv3x3_backward(mdc_backend *be, const float *x, int batch, int h, int w,
+                                  int cin, const float *wt, int cout, const float *dy, float *dx,
                                   float *dwt, float *db) {
-  conv_backward(be, "conv3x3", 3, x, h, w, cin, wt, cout, dy, dx, dwt, db);
+  conv_backward(be, "conv3x3", 3, x, batch, h, w, cin, wt, cout, dy, dx, dwt, db);
 }
 
 static void cuda_conv2x2s2_backward(mdc_backend *be, const float *x, int h, int w, int cin,
                                     const float *wt, int cout, const float *dy, float *dx,
                                     float *dwt, float *db) {
-  conv_backward(be, "conv2x2s2", 2, x, h, w, cin, wt, cout, dy, dx, dwt, db);
+  conv_backward(be, "conv2x2s2", 2, x, 1, h, w, cin, wt, cout, dy, dx, dwt, db);
 }
 
 void mdc_cuda_conv_init(mdc_backend *be) {

@@ -1,7 +1,10 @@
 /* cuda_dwconv.cu - the depthwise 3x3 convolution of the CUDA backend
  * (NAFBlock's conv2), forward and backward.  Semantics: dwconv3x3 in
  * kernels/cpu/scalar.c, dwconv3x3_backward in scalar_backward.c; weights
- * w[3][3][c], zero padding 1, NHWC.
+ * w[3][3][c], zero padding 1 around each image, NHWC; a batch of images
+ * is stored one after another and every kernel covers the whole batch
+ * (the image index is part of the work item, so padding never mixes two
+ * images).
  *
  * Threads map to channels (innermost, so a warp's loads are coalesced),
  * and each thread walks a short column of output rows keeping the 3x3
@@ -51,16 +54,19 @@ static __device__ __forceinline__ void load_row3(const V *in, int row, int px, i
 /* out(py, px, k) = b[k] + sum over taps t = ty * 3 + tx of
  * in(py + ty - 1, px + tx - 1, k) wt[t][k], taps in order as the CPU.
  * flip: use wt[8 - t] (the transposed kernel: dx from dy).  One thread
- * per (chunk of FWD_ROWS rows, px, k), k fastest. */
+ * per (image, chunk of FWD_ROWS rows, px, k), k fastest. */
 template <typename V>
-static __global__ void dwconv3x3_kernel(const V *in, int h, int w, unsigned cq, const V *wt,
-                                        const V *b, int flip, V *out) {
+static __global__ void dwconv3x3_kernel(const V *in_all, int batch, int h, int w, unsigned cq,
+                                        const V *wt, const V *b, int flip, V *out_all) {
   const size_t nchunks = ((size_t)h + FWD_ROWS - 1) / FWD_ROWS;
-  GRID_STRIDE(t, nchunks * w * cq) {
+  const size_t image = (size_t)h * w * cq;
+  GRID_STRIDE(t, (size_t)batch * nchunks * w * cq) {
     unsigned k = (unsigned)(t % cq);
-    size_t r = t / cq;
-    int px = (int)(r % (unsigned)w), r0 = (int)(r / (unsigned)w) * FWD_ROWS;
+    size_t r = t / cq, rows = r / (unsigned)w, img = rows / nchunks;
+    int px = (int)(r % (unsigned)w), r0 = (int)(rows - img * nchunks) * FWD_ROWS;
     int r1 = r0 + FWD_ROWS < h ? r0 + FWD_ROWS : h;
+    const V *in = in_all + img * image;
+    V *out = out_all + img * image;
     V wr[9];
 #pragma unroll
     for (int tap = 0; tap < 9; tap++) wr[tap] = wt[(size_t)(flip ? 8 - tap : tap) * cq + k];
@@ -88,41 +94,42 @@ static __global__ void dwconv3x3_kernel(const V *in, int h, int w, unsigned cq, 
 }
 
 static void dwconv_launch(mdc_backend *be, mdc_cuda_ctx *ctx, const char *what, const float *in,
-                          int h, int w, int c, const float *wt, const float *b, int flip,
-                          float *out) {
-  size_t nchunks = ((size_t)h + FWD_ROWS - 1) / FWD_ROWS;
+                          int batch, int h, int w, int c, const float *wt, const float *b,
+                          int flip, float *out) {
+  size_t items = (size_t)batch * (((size_t)h + FWD_ROWS - 1) / FWD_ROWS) * w;
   if (c % 4 == 0 && aligned16(in) && aligned16(wt) && aligned16(b) && aligned16(out)) {
     unsigned c4 = (unsigned)c / 4;
-    dwconv3x3_kernel<float4>
-        <<<mdc_cuda_blocks(nchunks * w * c4, THREADS), THREADS, 0, ctx->stream>>>(
-            (const float4 *)in, h, w, c4, (const float4 *)wt, (const float4 *)b, flip,
-            (float4 *)out);
+    dwconv3x3_kernel<float4><<<mdc_cuda_blocks(items * c4, THREADS), THREADS, 0, ctx->stream>>>(
+        (const float4 *)in, batch, h, w, c4, (const float4 *)wt, (const float4 *)b, flip,
+        (float4 *)out);
   } else {
-    dwconv3x3_kernel<float><<<mdc_cuda_blocks(nchunks * w * c, THREADS), THREADS, 0, ctx->stream>>>(
-        in, h, w, (unsigned)c, wt, b, flip, out);
+    dwconv3x3_kernel<float><<<mdc_cuda_blocks(items * c, THREADS), THREADS, 0, ctx->stream>>>(
+        in, batch, h, w, (unsigned)c, wt, b, flip, out);
   }
   mdc_cuda_check_launch(be, what);
 }
 
-static void cuda_dwconv3x3(mdc_backend *be, const float *x, int h, int w, int c, const float *wt,
-                           const float *b, float *y) {
+static void cuda_dwconv3x3(mdc_backend *be, const float *x, int batch, int h, int w, int c,
+                           const float *wt, const float *b, float *y) {
   mdc_cuda_ctx *ctx = live_ctx(be);
-  if (!ctx || h <= 0 || w <= 0 || c <= 0) return;
-  dwconv_launch(be, ctx, "dwconv3x3", x, h, w, c, wt, b, 0, y);
+  if (!ctx || batch <= 0 || h <= 0 || w <= 0 || c <= 0) return;
+  dwconv_launch(be, ctx, "dwconv3x3", x, batch, h, w, c, wt, b, 0, y);
 }
 
 /* ---------------------------------------------------------- backward */
 
-/* dwt[t][k] += sum over outputs p of x(p + tap offset, k) dy(p, k),
- * db[k] += sum dy(p, k).  Block (32, WG_PIX): blockIdx.x picks 32
- * channels (strided); a work item is a column of WG_ROWS output rows at one px,
- * items strided over (blockIdx.y, threadIdx.y).  Per item the sums are
- * float (at most WG_ROWS terms), then double per thread and block; one
- * float atomicAdd per block, tap and channel. */
-static __global__ void dwconv3x3_wgrad_kernel(const float *x, const float *dy, int h, int w,
-                                              int c, float *dwt, float *db) {
+/* dwt[t][k] += sum over outputs p of every image of x(p + tap offset, k)
+ * dy(p, k), db[k] += sum dy(p, k).  Block (32, WG_PIX): blockIdx.x picks
+ * 32 channels (strided); a work item is a column of WG_ROWS output rows at
+ * one px of one image, items strided over (blockIdx.y, threadIdx.y).  Per
+ * item the sums are float (at most WG_ROWS terms), then double per thread
+ * and block; one float atomicAdd per block, tap and channel (their order
+ * varies: dwt and db vary in the last bits from run to run). */
+static __global__ void dwconv3x3_wgrad_kernel(const float *x_all, const float *dy_all, int batch,
+                                              int h, int w, int c, float *dwt, float *db) {
   __shared__ double sh[10][WG_PIX][32];
-  const size_t items = (((size_t)h + WG_ROWS - 1) / WG_ROWS) * w;
+  const size_t nchunks = ((size_t)h + WG_ROWS - 1) / WG_ROWS;
+  const size_t items = (size_t)batch * nchunks * w, image = (size_t)h * w * c;
   /* channel tiles strided too, so any grid covers every channel */
   for (int k0 = blockIdx.x * 32; k0 < c; k0 += gridDim.x * 32) {
     const int k = k0 + threadIdx.x;
@@ -132,8 +139,10 @@ static __global__ void dwconv3x3_wgrad_kernel(const float *x, const float *dy, i
     if (k < c)
       for (size_t it = (size_t)blockIdx.y * WG_PIX + threadIdx.y; it < items;
            it += (size_t)gridDim.y * WG_PIX) {
-        int px = (int)(it % (unsigned)w), r0 = (int)(it / (unsigned)w) * WG_ROWS;
+        size_t rows = it / (unsigned)w, img = rows / nchunks;
+        int px = (int)(it % (unsigned)w), r0 = (int)(rows - img * nchunks) * WG_ROWS;
         int r1 = r0 + WG_ROWS < h ? r0 + WG_ROWS : h;
+        const float *x = x_all + img * image, *dy = dy_all + img * image;
         float a[10], top[3], mid[3], bot[3];
 #pragma unroll
         for (int q = 0; q < 10; q++) a[q] = 0.0f;
@@ -174,27 +183,27 @@ static __global__ void dwconv3x3_wgrad_kernel(const float *x, const float *dy, i
   }
 }
 
-static void cuda_dwconv3x3_backward(mdc_backend *be, const float *x, int h, int w, int c,
-                                    const float *wt, const float *dy, float *dx, float *dwt,
-                                    float *db) {
+static void cuda_dwconv3x3_backward(mdc_backend *be, const float *x, int batch, int h, int w,
+                                    int c, const float *wt, const float *dy, float *dx,
+                                    float *dwt, float *db) {
   mdc_cuda_ctx *ctx = live_ctx(be);
-  if (!ctx || h <= 0 || w <= 0 || c <= 0) return;
+  if (!ctx || batch <= 0 || h <= 0 || w <= 0 || c <= 0) return;
   if (dwt || db) { /* first: they read x and dy, which dx might overwrite */
     unsigned gx = (unsigned)((c + 31) / 32);
-    size_t items = (((size_t)h + WG_ROWS - 1) / WG_ROWS) * w;
+    size_t items = (size_t)batch * (((size_t)h + WG_ROWS - 1) / WG_ROWS) * w;
     size_t gy = (items + WG_PIX - 1) / WG_PIX, cap = WG_TARGET_BLOCKS / gx;
     if (cap < 1) cap = 1;
     if (gy > cap) gy = cap;
     if (gy > 65535) gy = 65535;
     dwconv3x3_wgrad_kernel<<<dim3(gx, (unsigned)gy), dim3(32, WG_PIX), 0, ctx->stream>>>(
-        x, dy, h, w, c, dwt, db);
+        x, dy, batch, h, w, c, dwt, db);
     if (mdc_cuda_check_launch(be, "dwconv3x3_backward (dwt, db)")) return;
   }
   /* dx(s) = sum over taps t of dy(s - tap offset) wt[t]: the forward
    * correlation with the kernel flipped, no bias. */
   if (dx)
-    dwconv_launch(be, ctx, "dwconv3x3_backward (dx)", dy, h, w, c, wt, (const float *)NULL, 1,
-                  dx);
+    dwconv_launch(be, ctx, "dwconv3x3_backward (dx)", dy, batch, h, w, c, wt,
+                  (const float *)NULL, 1, dx);
 }
 
 /* --------------------------------------------------------------- init */

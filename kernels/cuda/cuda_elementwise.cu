@@ -9,8 +9,12 @@
  * size_t indices.  Where c is a multiple of 4 and the pointers are 16-byte
  * aligned the flat kernels move float4s (one 16-byte access per thread).
  *
- * Sums over pixels (parameter gradients) go through column_sums
- * (cuda_kernels.cuh). */
+ * Sums over pixels (parameter gradients, per image or over everything) go
+ * through group_sums (cuda_kernels.cuh): deterministic.
+ *
+ * Per-image rows: layernorm's g / b and scale_channels' s may hold one row
+ * per `every` pixels (a batch of images stored one after another, every =
+ * h * w); pixel i uses row i / every (every == 0: row 0 for all). */
 #include <math.h>
 #include <stdint.h>
 
@@ -67,7 +71,13 @@ static __device__ float block_sum(float v, float *sh) {
   return t;
 }
 
-/* ------------------------------------------------------- column sums */
+/* The parameter row of pixel i: i / every, row 0 when every == 0;
+ * 32-bit division while it fits. */
+static __device__ __forceinline__ size_t row_of(size_t i, size_t every) {
+  if (every == 0) return 0;
+  if (i <= 0xffffffffu && every <= 0xffffffffu) return (unsigned)i / (unsigned)every;
+  return i / every;
+}
 
 /* --------------------------------------------------------- layernorm */
 
@@ -82,8 +92,8 @@ static __device__ float block_sum(float v, float *sh) {
  * lane, lane + 32, ... in registers, so x is read once. */
 template <int VPT>
 static __global__ void layernorm_warp_kernel(const float *x, size_t n, int c, const float *g,
-                                             const float *b, float eps, float *y, float *mean,
-                                             float *rstd) {
+                                             const float *b, size_t gb_every, float eps, float *y,
+                                             float *mean, float *rstd) {
   const int lane = threadIdx.x & 31;
   const size_t nwarps = ((size_t)gridDim.x * blockDim.x) >> 5;
   for (size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; i < n; i += nwarps) {
@@ -110,11 +120,13 @@ static __global__ void layernorm_warp_kernel(const float *x, size_t n, int c, co
       q += d * d;
     }
     const float rs = 1.0f / sqrtf(warp_sum(q) / c + eps);
+    const size_t row = row_of(i, gb_every) * c;
+    const float *gr = g + row, *br = b + row; /* this pixel's row of g and b */
     float *yi = y + i * c;
 #pragma unroll
     for (int t = 0; t < VPT; t++) {
       int k = t * 32 + lane;
-      if (k < c) yi[k] = (v[t] - corr) * rs * g[k] + b[k];
+      if (k < c) yi[k] = (v[t] - corr) * rs * gr[k] + br[k];
     }
     if (lane == 0) {
       if (mean) mean[i] = mu + corr;
@@ -126,8 +138,8 @@ static __global__ void layernorm_warp_kernel(const float *x, size_t n, int c, co
 /* Wide rows (c > 1024): one block per pixel, four passes over the row
  * (at most 16 KiB, so the later ones hit L1). */
 static __global__ void layernorm_block_kernel(const float *x, size_t n, int c, const float *g,
-                                              const float *b, float eps, float *y, float *mean,
-                                              float *rstd) {
+                                              const float *b, size_t gb_every, float eps, float *y,
+                                              float *mean, float *rstd) {
   __shared__ float sh[32];
   for (size_t i = blockIdx.x; i < n; i += gridDim.x) {
     const float *xi = x + i * c;
@@ -143,9 +155,11 @@ static __global__ void layernorm_block_kernel(const float *x, size_t n, int c, c
       q += d * d;
     }
     const float rs = 1.0f / sqrtf(block_sum(q, sh) / c + eps);
+    const size_t row = row_of(i, gb_every) * c;
+    const float *gr = g + row, *br = b + row; /* this pixel's row of g and b */
     float *yi = y + i * c;
     for (int k = threadIdx.x; k < c; k += blockDim.x)
-      yi[k] = ((xi[k] - mu) - corr) * rs * g[k] + b[k];
+      yi[k] = ((xi[k] - mu) - corr) * rs * gr[k] + br[k];
     if (threadIdx.x == 0) {
       if (mean) mean[i] = mu + corr;
       if (rstd) rstd[i] = rs;
@@ -153,9 +167,9 @@ static __global__ void layernorm_block_kernel(const float *x, size_t n, int c, c
   }
 }
 
-typedef void (*layernorm_fn)(const float *, size_t, int, const float *, const float *, float,
-                             float *, float *, float *);
-typedef void (*layernorm_dx_fn)(const float *, size_t, int, const float *, const float *,
+typedef void (*layernorm_fn)(const float *, size_t, int, const float *, const float *, size_t,
+                             float, float *, float *, float *);
+typedef void (*layernorm_dx_fn)(const float *, size_t, int, const float *, size_t, const float *,
                                 const float *, const float *, float *);
 
 /* Registers per lane of the warp-per-pixel kernels for c channels; 0 (c >
@@ -184,11 +198,13 @@ static layernorm_fn layernorm_kernel_for(int c) {
 }
 
 static void cuda_layernorm(mdc_backend *be, const float *x, size_t n, int c, const float *g,
-                           const float *b, float eps, float *y, float *mean, float *rstd) {
+                           const float *b, size_t gb_every, float eps, float *y, float *mean,
+                           float *rstd) {
   mdc_cuda_ctx *ctx = live_ctx(be);
   if (!ctx || n == 0 || c <= 0) return;
   layernorm_fn kernel = layernorm_kernel_for(c);
-  kernel<<<layernorm_blocks(n, c), THREADS, 0, ctx->stream>>>(x, n, c, g, b, eps, y, mean, rstd);
+  kernel<<<layernorm_blocks(n, c), THREADS, 0, ctx->stream>>>(x, n, c, g, b, gb_every, eps, y,
+                                                              mean, rstd);
   mdc_cuda_check_launch(be, "layernorm");
 }
 
@@ -196,13 +212,14 @@ static void cuda_layernorm(mdc_backend *be, const float *x, size_t n, int c, con
  * dx = rstd (e - mean_k(e) - xh mean_k(e xh)).  Each warp reads its whole
  * pixel before writing it, so dx may be dy. */
 template <int VPT>
-static __global__ void layernorm_dx_warp_kernel(const float *x, size_t n, int c, const float *g,
+static __global__ void layernorm_dx_warp_kernel(const float *x, size_t n, int c,
+                                                const float *g_all, size_t gb_every,
                                                 const float *mean, const float *rstd,
                                                 const float *dy, float *dx) {
   const int lane = threadIdx.x & 31;
   const size_t nwarps = ((size_t)gridDim.x * blockDim.x) >> 5;
   for (size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; i < n; i += nwarps) {
-    const float *xi = x + i * c, *gi = dy + i * c;
+    const float *xi = x + i * c, *gi = dy + i * c, *g = g_all + row_of(i, gb_every) * c;
     const float mu = mean[i], rs = rstd[i];
     float e[VPT], xh[VPT], s1 = 0.0f, s2 = 0.0f;
 #pragma unroll
@@ -226,12 +243,13 @@ static __global__ void layernorm_dx_warp_kernel(const float *x, size_t n, int c,
 
 /* Wide rows: one block per pixel, the sums first, then dx (each thread
  * rewrites only the elements it read, after the barrier: dx may be dy). */
-static __global__ void layernorm_dx_block_kernel(const float *x, size_t n, int c, const float *g,
+static __global__ void layernorm_dx_block_kernel(const float *x, size_t n, int c,
+                                                 const float *g_all, size_t gb_every,
                                                  const float *mean, const float *rstd,
                                                  const float *dy, float *dx) {
   __shared__ float sh[32];
   for (size_t i = blockIdx.x; i < n; i += gridDim.x) {
-    const float *xi = x + i * c, *gi = dy + i * c;
+    const float *xi = x + i * c, *gi = dy + i * c, *g = g_all + row_of(i, gb_every) * c;
     const float mu = mean[i], rs = rstd[i];
     float s1 = 0.0f, s2 = 0.0f;
     for (int k = threadIdx.x; k < c; k += blockDim.x) {
@@ -249,7 +267,7 @@ static __global__ void layernorm_dx_block_kernel(const float *x, size_t n, int c
   }
 }
 
-/* dg += dy xh, db += dy */
+/* dg += dy xh, db += dy (per row of g: group_sums' groups) */
 struct layernorm_param_terms {
   const float *x, *mean, *rstd, *dy;
   int c;
@@ -274,16 +292,18 @@ static layernorm_dx_fn layernorm_dx_kernel_for(int c) {
 }
 
 static void cuda_layernorm_backward(mdc_backend *be, const float *x, size_t n, int c,
-                                    const float *g, const float *mean, const float *rstd,
-                                    const float *dy, float *dx, float *dg, float *db) {
+                                    const float *g, size_t gb_every, const float *mean,
+                                    const float *rstd, const float *dy, float *dx, float *dg,
+                                    float *db) {
   mdc_cuda_ctx *ctx = live_ctx(be);
   if (!ctx || n == 0 || c <= 0) return;
   /* parameter gradients first: they read dy, which dx may overwrite */
   layernorm_param_terms f = {x, mean, rstd, dy, c};
-  column_sums(be, ctx, "layernorm_backward (dg, db)", f, n, c, dg, db, 1.0);
+  group_sums(be, ctx, "layernorm_backward (dg, db)", f, n, gb_every, c, dg, db, 1.0, 1);
   if (!dx || ctx->failed) return;
   layernorm_dx_fn kernel = layernorm_dx_kernel_for(c);
-  kernel<<<layernorm_blocks(n, c), THREADS, 0, ctx->stream>>>(x, n, c, g, mean, rstd, dy, dx);
+  kernel<<<layernorm_blocks(n, c), THREADS, 0, ctx->stream>>>(x, n, c, g, gb_every, mean, rstd,
+                                                              dy, dx);
   mdc_cuda_check_launch(be, "layernorm_backward (dx)");
 }
 
@@ -337,45 +357,47 @@ static void cuda_simplegate_backward(mdc_backend *be, const float *x, size_t n, 
 
 /* ---------------------------------------------------- scale_channels */
 
+/* y[i][k] = x[i][k] s[i / s_every][k]; c in units of V */
 template <typename V>
-static __global__ void scale_channels_kernel(const V *x, const V *s, int s_per_pixel, size_t n,
+static __global__ void scale_channels_kernel(const V *x, const V *s, size_t s_every, size_t n,
                                              unsigned c, V *y) {
   GRID_STRIDE(j, n * c) {
     unsigned k;
-    split_index(j, c, &k);
-    y[j] = vmul(x[j], s_per_pixel ? s[j] : s[k]);
+    size_t i = split_index(j, c, &k);
+    y[j] = vmul(x[j], s[row_of(i, s_every) * c + k]);
   }
 }
 
-static void cuda_scale_channels(mdc_backend *be, const float *x, const float *s, int s_per_pixel,
+static void cuda_scale_channels(mdc_backend *be, const float *x, const float *s, size_t s_every,
                                 size_t n, int c, float *y) {
   mdc_cuda_ctx *ctx = live_ctx(be);
   if (!ctx || n == 0 || c <= 0) return;
   if (c % 4 == 0 && aligned16(x) && aligned16(s) && aligned16(y)) {
     unsigned c4 = (unsigned)c / 4;
     scale_channels_kernel<float4><<<mdc_cuda_blocks(n * c4, THREADS), THREADS, 0, ctx->stream>>>(
-        (const float4 *)x, (const float4 *)s, s_per_pixel, n, c4, (float4 *)y);
+        (const float4 *)x, (const float4 *)s, s_every, n, c4, (float4 *)y);
   } else {
     scale_channels_kernel<float><<<mdc_cuda_blocks(n * c, THREADS), THREADS, 0, ctx->stream>>>(
-        x, s, s_per_pixel, n, (unsigned)c, y);
+        x, s, s_every, n, (unsigned)c, y);
   }
   mdc_cuda_check_launch(be, "scale_channels");
 }
 
-/* dx = dy s; per-pixel s: ds = dy x.  dy is read once: dx may be dy. */
-static __global__ void scale_channels_dx_kernel(const float *x, const float *s, int s_per_pixel,
+/* dx = dy s[row]; ds (s_every == 1 only: one row per pixel) = dy x.  dy is
+ * read once: dx may be dy. */
+static __global__ void scale_channels_dx_kernel(const float *x, const float *s, size_t s_every,
                                                 size_t n, unsigned c, const float *dy, float *dx,
                                                 float *ds) {
   GRID_STRIDE(j, n * c) {
     unsigned k;
-    split_index(j, c, &k);
+    size_t i = split_index(j, c, &k);
     float g = dy[j];
     if (ds) ds[j] = g * x[j];
-    if (dx) dx[j] = g * (s_per_pixel ? s[j] : s[k]);
+    if (dx) dx[j] = g * s[row_of(i, s_every) * c + k];
   }
 }
 
-/* ds[k] = sum_i dy x (per-channel s) */
+/* ds[row][k] = sum over the row's pixels of dy x */
 struct product_terms {
   const float *a, *b;
   int c;
@@ -386,21 +408,25 @@ struct product_terms {
 };
 
 static void cuda_scale_channels_backward(mdc_backend *be, const float *x, const float *s,
-                                         int s_per_pixel, size_t n, int c, const float *dy,
+                                         size_t s_every, size_t n, int c, const float *dy,
                                          float *dx, float *ds) {
   mdc_cuda_ctx *ctx = live_ctx(be);
   if (!ctx || c <= 0) return;
-  if (!s_per_pixel && ds) { /* overwritten: zero, then the blocks add their sums */
-    if (mdc_cuda_check(be, cudaMemsetAsync(ds, 0, (size_t)c * sizeof(float), ctx->stream),
-                       "scale_channels_backward (zero ds)"))
-      return;
-    product_terms f = {dy, x, c};
-    column_sums(be, ctx, "scale_channels_backward (ds)", f, n, c, ds, (float *)NULL, 1.0);
+  if (ds && s_every != 1) { /* rows of several pixels: sums, overwritten */
+    if (n > 0) {
+      product_terms f = {dy, x, c};
+      group_sums(be, ctx, "scale_channels_backward (ds)", f, n, s_every, c, ds, (float *)NULL,
+                 1.0, 0);
+    } else if (s_every == 0) { /* one row of no pixels: zeros */
+      if (mdc_cuda_check(be, cudaMemsetAsync(ds, 0, (size_t)c * sizeof(float), ctx->stream),
+                         "scale_channels_backward (zero ds)"))
+        return;
+    }
     ds = NULL; /* done; before dx, which may overwrite dy */
   }
   if (n == 0 || !(dx || ds) || ctx->failed) return;
   scale_channels_dx_kernel<<<mdc_cuda_blocks(n * c, THREADS), THREADS, 0, ctx->stream>>>(
-      x, s, s_per_pixel, n, (unsigned)c, dy, dx, ds);
+      x, s, s_every, n, (unsigned)c, dy, dx, ds);
   mdc_cuda_check_launch(be, "scale_channels_backward");
 }
 
@@ -451,7 +477,7 @@ static void cuda_add_scaled_backward(mdc_backend *be, const float *b, const floa
   /* ds first: it reads dy, which db may overwrite */
   if (ds) {
     product_terms f = {dy, b, c};
-    column_sums(be, ctx, "add_scaled_backward (ds)", f, n, c, ds, (float *)NULL, 1.0);
+    group_sums(be, ctx, "add_scaled_backward (ds)", f, n, 0, c, ds, (float *)NULL, 1.0, 1);
   }
   if (!db || ctx->failed) return;
   add_scaled_db_kernel<<<mdc_cuda_blocks(n * c, THREADS), THREADS, 0, ctx->stream>>>(

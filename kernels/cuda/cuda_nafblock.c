@@ -9,7 +9,7 @@
 
 #include "cuda_internal.h"
 
-/* backend.h's pool_mean: one mean per channel (global) or per pixel. */
+/* backend.h's pool_mean (one image): one mean per channel (global) or per pixel. */
 static int pool_is_global(int h, int w, int window) {
   return window <= 0 || (window >= h && window >= w);
 }
@@ -66,17 +66,18 @@ static void cuda_nafblock_forward(mdc_backend *be, const mdc_nafblock_params *p,
   s += align256(pooled_n * c * sizeof(float));
   float *sv = (float *)s;
 
-  /* The scalar reference's sequence, line for line. */
-  be->layernorm(be, x, n, c, p->norm1_w, p->norm1_b, eps, buf1, NULL, NULL);
+  /* The scalar reference's sequence, line for line: one image (batch 1),
+   * one row of LayerNorm parameters, s per pixel when windowed. */
+  be->layernorm(be, x, n, c, p->norm1_w, p->norm1_b, 0, eps, buf1, NULL, NULL);
   be->conv1x1(be, buf1, n, c, p->conv1_w, p->conv1_b, 2 * c, buf0);
-  be->dwconv3x3(be, buf0, h, w, 2 * c, p->conv2_w, p->conv2_b, buf1);
+  be->dwconv3x3(be, buf0, 1, h, w, 2 * c, p->conv2_w, p->conv2_b, buf1);
   be->simplegate(be, buf1, n, c, buf0);                      /* t = buf0 */
-  be->pool_mean(be, buf0, h, w, c, window, pooled);
+  be->pool_mean(be, buf0, 1, h, w, c, window, pooled);
   be->conv1x1(be, pooled, pooled_n, c, p->sca_w, p->sca_b, c, sv);
-  be->scale_channels(be, buf0, sv, !global, n, c, buf1);     /* t * s */
+  be->scale_channels(be, buf0, sv, global ? 0 : 1, n, c, buf1); /* t * s */
   be->conv1x1(be, buf1, n, c, p->conv3_w, p->conv3_b, c, buf0);
   be->add_scaled(be, x, buf0, p->beta, n, c, y);             /* y = inp + beta t */
-  be->layernorm(be, y, n, c, p->norm2_w, p->norm2_b, eps, buf1, NULL, NULL);
+  be->layernorm(be, y, n, c, p->norm2_w, p->norm2_b, 0, eps, buf1, NULL, NULL);
   be->conv1x1(be, buf1, n, c, p->conv4_w, p->conv4_b, 2 * c, buf0);
   be->simplegate(be, buf0, n, c, buf1);
   be->conv1x1(be, buf1, n, c, p->conv5_w, p->conv5_b, c, buf0);

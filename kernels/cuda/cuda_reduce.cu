@@ -6,10 +6,14 @@
  * Scalar results (the losses, sum_squares) are summed in double: each
  * thread over its grid-stride share, each block through shuffles, then one
  * double atomicAdd per block into ctx->reduce[0]; the host reads it back
- * through ctx->reduce_host with one stream synchronization.  Sums over
- * pixels per channel use column_sums_kernel (double per thread, a float
- * atomicAdd per block and channel).  Atomic order varies between runs, so
- * these results vary in the last bits. */
+ * through ctx->reduce_host with one stream synchronization; the order of
+ * those atomics varies, so these results vary in the last bits of a
+ * double.  Sums over pixels per channel (global means per image,
+ * relu_sum) use group_sums (cuda_kernels.cuh): double partials added in a
+ * fixed order, the same result every run.
+ *
+ * pool_mean and its backward take a batch of images stored one after
+ * another; every kernel covers the whole batch in one launch. */
 #include <math.h>
 #include <stdint.h>
 
@@ -95,12 +99,13 @@ static int pool_is_global(int h, int w, int window) {
 }
 
 /* One separable pass along an axis of a tensor viewed as [A][L][B] (B
- * contiguous): out[a][p][b] = scale * sum over q in range(p) of in[a][q][b],
- * range = the pool box of p (span == 0) or the outputs whose box holds p
- * (span == 1).  Both ends of the range never decrease with p, so a thread
- * keeps a running double sum over a chunk of `chunk` consecutive p:
- * about (range + 2 chunk) reads for chunk outputs.  Threads run over
- * (a, chunk, b) with b fastest: coalesced. */
+ * contiguous; A counts the images of a batch too): out[a][p][b] = scale *
+ * sum over q in range(p) of in[a][q][b], range = the pool box of p
+ * (span == 0) or the outputs whose box holds p (span == 1).  Both ends of
+ * the range never decrease with p, so a thread keeps a running double sum
+ * over a chunk of `chunk` consecutive p: about (range + 2 chunk) reads for
+ * chunk outputs.  Threads run over (a, chunk, b) with b fastest:
+ * coalesced. */
 static __global__ void pool_pass_kernel(const float *in, float *out, size_t A, int L, size_t B,
                                         int window, int span, int chunk, double scale) {
   const size_t nchunks = ((size_t)L + chunk - 1) / chunk;
@@ -130,21 +135,22 @@ static __global__ void pool_pass_kernel(const float *in, float *out, size_t A, i
   }
 }
 
-/* Vertical pass into the workspace, horizontal pass into out.  The
+/* Vertical pass into the workspace, horizontal pass into out, each over
+ * the whole batch: [batch][h][w * c], then [batch * h][w][c].  The
  * intermediate is rounded to float (relative error 6e-8). */
 static void pool_separable(mdc_backend *be, mdc_cuda_ctx *ctx, const char *what, const float *in,
-                           int h, int w, int c, int window, int span, float *out) {
-  float *tmp = (float *)mdc_cuda_workspace(be, (size_t)h * w * c * sizeof(float));
+                           int batch, int h, int w, int c, int window, int span, float *out) {
+  float *tmp = (float *)mdc_cuda_workspace(be, (size_t)batch * h * w * c * sizeof(float));
   if (!tmp) return;
   int bh = window < h ? window : h, bw = window < w ? window : w;
   int chunk_v = bh > 16 ? bh : 16, chunk_h = bw > 16 ? bw : 16;
-  size_t nv = (size_t)w * c * ((h + chunk_v - 1) / chunk_v);
-  size_t nh = (size_t)h * c * ((w + chunk_h - 1) / chunk_h);
+  size_t nv = (size_t)batch * w * c * ((h + chunk_v - 1) / chunk_v);
+  size_t nh = (size_t)batch * h * c * ((w + chunk_h - 1) / chunk_h);
   pool_pass_kernel<<<mdc_cuda_blocks(nv, THREADS), THREADS, 0, ctx->stream>>>(
-      in, tmp, 1, h, (size_t)w * c, window, span, chunk_v, 1.0);
+      in, tmp, (size_t)batch, h, (size_t)w * c, window, span, chunk_v, 1.0);
   if (mdc_cuda_check_launch(be, what)) return;
   pool_pass_kernel<<<mdc_cuda_blocks(nh, THREADS), THREADS, 0, ctx->stream>>>(
-      tmp, out, (size_t)h, w, (size_t)c, window, span, chunk_h, 1.0 / ((double)bh * bw));
+      tmp, out, (size_t)batch * h, w, (size_t)c, window, span, chunk_h, 1.0 / ((double)bh * bw));
   mdc_cuda_check_launch(be, what);
 }
 
@@ -157,42 +163,51 @@ struct value_terms {
   }
 };
 
-static void cuda_pool_mean(mdc_backend *be, const float *x, int h, int w, int c, int window,
-                           float *y) {
+static void cuda_pool_mean(mdc_backend *be, const float *x, int batch, int h, int w, int c,
+                           int window, float *y) {
   mdc_cuda_ctx *ctx = live_ctx(be);
-  if (!ctx || h <= 0 || w <= 0 || c <= 0) return;
-  if (pool_is_global(h, w, window)) { /* y[c] overwritten: zero, then the blocks add */
-    size_t n = (size_t)h * w;
-    if (mdc_cuda_check(be, cudaMemsetAsync(y, 0, (size_t)c * sizeof(float), ctx->stream),
-                       "pool_mean (zero)"))
-      return;
+  if (!ctx || batch <= 0 || h <= 0 || w <= 0 || c <= 0) return;
+  if (pool_is_global(h, w, window)) { /* y[batch][c]: one group of h w pixels per image */
+    size_t hw = (size_t)h * w;
     value_terms f = {x, c};
-    column_sums(be, ctx, "pool_mean (global)", f, n, c, y, (float *)NULL, 1.0 / (double)n);
+    group_sums(be, ctx, "pool_mean (global)", f, (size_t)batch * hw, hw, c, y, (float *)NULL,
+               1.0 / (double)hw, 0);
     return;
   }
-  pool_separable(be, ctx, "pool_mean (box)", x, h, w, c, window, 0, y);
+  pool_separable(be, ctx, "pool_mean (box)", x, batch, h, w, c, window, 0, y);
 }
 
-/* Global: every pixel gets dy[k] / (h w). */
-static __global__ void pool_global_backward_kernel(const float *dy, size_t n, unsigned c,
-                                                   double inv_n, float *dx) {
-  GRID_STRIDE(j, n * c) dx[j] = (float)(dy[j % c] * inv_n);
+/* Global: every pixel of image b gets dy[b][k] / (h w). */
+static __global__ void pool_global_backward_kernel(const float *dy, size_t total, size_t hw,
+                                                   unsigned c, double inv_hw, float *dx) {
+  const size_t image = hw * c;
+  GRID_STRIDE(j, total) {
+    size_t b, k;
+    if (j <= 0xffffffffu && image <= 0xffffffffu) { /* 32-bit division while it fits */
+      b = (unsigned)j / (unsigned)image;
+      k = (unsigned)j % c;
+    } else {
+      b = j / image;
+      k = j % c;
+    }
+    dx[j] = (float)(dy[b * c + k] * inv_hw);
+  }
 }
 
-static void cuda_pool_mean_backward(mdc_backend *be, int h, int w, int c, int window,
+static void cuda_pool_mean_backward(mdc_backend *be, int batch, int h, int w, int c, int window,
                                     const float *dy, float *dx) {
   mdc_cuda_ctx *ctx = live_ctx(be);
-  if (!ctx || h <= 0 || w <= 0 || c <= 0 || !dx) return;
+  if (!ctx || batch <= 0 || h <= 0 || w <= 0 || c <= 0 || !dx) return;
   if (pool_is_global(h, w, window)) {
-    size_t n = (size_t)h * w;
-    pool_global_backward_kernel<<<mdc_cuda_blocks(n * c, THREADS), THREADS, 0, ctx->stream>>>(
-        dy, n, (unsigned)c, 1.0 / (double)n, dx);
+    size_t hw = (size_t)h * w, total = (size_t)batch * hw * c;
+    pool_global_backward_kernel<<<mdc_cuda_blocks(total, THREADS), THREADS, 0, ctx->stream>>>(
+        dy, total, hw, (unsigned)c, 1.0 / (double)hw, dx);
     mdc_cuda_check_launch(be, "pool_mean_backward (global)");
     return;
   }
   /* Each output spreads dy / area over its box: separable sums over the
    * outputs whose boxes hold the pixel. */
-  pool_separable(be, ctx, "pool_mean_backward (box)", dy, h, w, c, window, 1, dx);
+  pool_separable(be, ctx, "pool_mean_backward (box)", dy, batch, h, w, c, window, 1, dx);
 }
 
 /* ---------------------------------------------------------- relu_sum */
@@ -214,7 +229,7 @@ static void cuda_relu_sum(mdc_backend *be, const float *x, int h, int w, size_t 
   mdc_cuda_ctx *ctx = live_ctx(be);
   if (!ctx || h <= 0 || w <= 0 || c <= 0) return;
   relu_terms f = {x, stride, w, c};
-  column_sums(be, ctx, "relu_sum", f, (size_t)h * w, c, y, (float *)NULL, 1.0);
+  group_sums(be, ctx, "relu_sum", f, (size_t)h * w, 0, c, y, (float *)NULL, 1.0, 1);
 }
 
 /* ------------------------------------------------------------ losses */
