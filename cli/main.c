@@ -57,7 +57,8 @@ static const char *restore_help =
        "                         quality: the shipped networks (see 'maskdcpt --help')\n"
        "  -d, --device D         auto (default), cpu or cuda\n"
        "      --tile N           tile edge in pixels (default: from the memory budget)\n"
-       "      --memory MIB       working-memory budget in MiB (default 1024)\n"
+       "      --memory MIB       working-memory budget in MiB (default 1024; on a GPU,\n"
+       "                         half its free memory)\n"
        "  -j, --threads N        worker threads (default: all CPUs)\n"
        "  -q, --quality Q        JPEG/WebP quality 1..100 (WebP 100 = lossless; default 92)\n"
        "      --bit-depth 8|16   PNG output depth (default: that of IN)\n"
@@ -243,7 +244,7 @@ static int cmd_restore(int argc, char **argv) {
   const char *type = "auto", *weights = NULL;
   double strength = 1.0;
   maskdcpt_device device = MASKDCPT_DEVICE_AUTO;
-  long tile = 0, memory = 1024, threads = 0, quality = 0, bit_depth = 0;
+  long tile = 0, memory = 0, threads = 0, quality = 0, bit_depth = 0; /* memory 0: the core's default */
   int scalar = 0, quiet = 0, c;
   while ((c = getopt_long(argc, argv, "t:s:w:d:j:q:h", opts, NULL)) != -1) {
     switch (c) {

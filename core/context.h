@@ -39,7 +39,8 @@ struct maskdcpt_context {
 };
 
 #define MDC_DEFAULT_MEMORY_BUDGET ((size_t)1 << 30)
-#define MDC_MAX_TILE 2048
+#define MDC_MAX_TILE 2048        /* CPU: larger tiles gain nothing */
+#define MDC_MAX_DEVICE_TILE 8192 /* GPU: fewer context margins */
 #define MDC_CLASS_CROP 256
 
 /* Makes sure ctx->backend matches the settings. */

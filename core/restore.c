@@ -1,4 +1,5 @@
 /* restore.c - whole-image classification and tiled restoration. */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +81,32 @@ static int choose_tile_min(maskdcpt_context *ctx) {
   return (mdc_tile_min(mdc_tile_margin(a->sca_window)) + m - 1) / m * m;
 }
 
+/* The working-memory budget: the caller's; else on a device that can say,
+ * half of its free memory (counting what this context already holds), so
+ * a GPU with memory to spare gets large tiles and fewer context margins;
+ * else the 1 GiB default. */
+static size_t memory_budget(maskdcpt_context *ctx) {
+  if (ctx->memory_budget) return ctx->memory_budget;
+  mdc_backend *be = ctx->backend;
+  size_t free_bytes = 0, total = 0;
+  if (be->mem_info && be->mem_info(be, &free_bytes, &total) == 0) {
+    size_t ours = ctx->work_owner == be ? ctx->work_size : 0;
+    size_t half = free_bytes / 2 + ours / 2;
+    return half > 0 ? half : 1;
+  }
+  return MDC_DEFAULT_MEMORY_BUDGET;
+}
+
+/* The largest tile edge: MDC_MAX_TILE on the CPU; on a device, the
+ * largest whose biggest tensor (2 x width channels at full resolution)
+ * keeps element counts in an int, as cuDNN needs, also for the last tile
+ * of a row (up to m - 1 pixels larger). */
+static int max_tile(maskdcpt_context *ctx, int m) {
+  if (!mdc_be_is_device(ctx->backend)) return MDC_MAX_TILE;
+  double edge = sqrt((double)INT_MAX / (2.0 * ctx->model->net.arch.width)) - (m - 1);
+  return edge < MDC_MAX_DEVICE_TILE ? (int)edge : MDC_MAX_DEVICE_TILE;
+}
+
 /* Tile edge: the caller's, or the largest whose working memory fits the
  * budget (at least the smallest useful tile).  A device short of memory
  * overrides the caller's size. */
@@ -91,10 +118,10 @@ static int choose_tile(maskdcpt_context *ctx) {
     int t = (ctx->tile_size + m - 1) / m * m;
     return t < min ? min : t;
   }
-  size_t budget = ctx->memory_budget ? ctx->memory_budget : MDC_DEFAULT_MEMORY_BUDGET;
+  size_t budget = memory_budget(ctx);
   if (ctx->device_budget && ctx->device_budget < budget) budget = ctx->device_budget;
   int best = min;
-  for (int t = MDC_MAX_TILE / m * m; t >= min; t -= m) {
+  for (int t = max_tile(ctx, m) / m * m; t >= min; t -= m) {
     /* the last tile of a row or column may be up to m - 1 pixels larger */
     if (tile_bytes(ctx, t + m - 1, t + m - 1) <= budget) {
       best = t;

@@ -78,8 +78,9 @@ property_enum (device, _("Device"),
 
 property_int (tile_size, _("Tile size"), 0)
   description (_("Edge of the overlapping tiles the image is restored in, in "
-                 "pixels. 0 picks it from a 1 GiB memory budget; other values "
-                 "are rounded to the network's multiple, at least 32."))
+                 "pixels. 0 picks it from the memory budget (1 GiB; on a GPU, "
+                 "half its free memory); other values are rounded to the "
+                 "network's multiple, at least 32."))
   value_range (0, 16384)
   ui_range    (0, 2048)
 

@@ -199,6 +199,9 @@ struct mdc_backend {
   void (*mem_download)(mdc_backend *be, void *host, const void *src, size_t bytes); /* waits */
   void (*mem_copy)(mdc_backend *be, void *dst, const void *src, size_t bytes);
   void (*mem_zero)(mdc_backend *be, void *p, size_t bytes);
+  /* The device's free and total memory in bytes (0), or -1 when it cannot
+   * say: the core sizes tiles from it. */
+  int (*mem_info)(mdc_backend *be, size_t *free_bytes, size_t *total_bytes);
   /* Waits for the queued work.  0, or -1 with the first failure since the
    * backend was made (a kernel launch, a transfer, cuDNN) in msg; the
    * failure stays: a backend that failed once keeps failing. */

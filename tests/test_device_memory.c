@@ -96,6 +96,14 @@ static void c_free(mdc_backend *be, void *p) {
     if (arena + blocks[i].offset == (char *)p) blocks[i].live = 0;
   while (num_blocks > 0 && !blocks[num_blocks - 1].live) arena_used = blocks[--num_blocks].offset;
 }
+/* The arena's free bytes, or what a test pretends a device has. */
+static size_t reported_free;
+static int c_mem_info(mdc_backend *be, size_t *free_bytes, size_t *total_bytes) {
+  (void)be;
+  *free_bytes = reported_free ? reported_free : arena_limit - arena_used;
+  *total_bytes = reported_free ? reported_free : arena_limit;
+  return 0;
+}
 static void c_upload(mdc_backend *be, void *dst, const void *host, size_t n) {
   (void)be;
   DEV(dst);
@@ -315,6 +323,7 @@ static mdc_backend *checked_backend_new(void) {
   be->sum_squares = c_sum_squares, be->ema_update = c_ema_update;
   be->mem_alloc = c_alloc, be->mem_free = c_free, be->mem_upload = c_upload;
   be->mem_download = c_download, be->mem_copy = c_copy, be->mem_zero = c_zero;
+  be->mem_info = c_mem_info;
   be->sync = c_sync;
   return be;
 }
@@ -445,6 +454,44 @@ static void check_inference(void) {
   free(img), free(ref), free(got);
 }
 
+/* With no budget set, a device's tiles follow its free memory: one tile
+ * for a 6000 x 6000 photo on a large GPU (the CPU stays at 2048), small
+ * ones on a small GPU; a budget the caller sets wins. */
+static void check_device_budget(void) {
+  mdc_arch arch;
+  tu_small_arch(&arch, 8, 2, 24);
+  maskdcpt_model *m = tu_random_model(&arch, 17, 0.5f, "device-memory.safetensors");
+  if (!m) return;
+  maskdcpt_context *cpu = NULL;
+  maskdcpt_context_new(m, &cpu, NULL);
+  maskdcpt_context_set_device(cpu, MASKDCPT_DEVICE_CPU, NULL);
+  int tile_cpu = 0, tile_big = 0, tile_small = 0, tile_set = 0;
+  size_t work_big = 0, work_small = 0, work_set = 0;
+  maskdcpt_context_plan(cpu, 6000, 6000, &tile_cpu, NULL);
+  maskdcpt_context *dev = checked_context(m, MASKDCPT_DEVICE_CUDA, ARENA_RESERVE);
+  reported_free = (size_t)64 << 30;
+  maskdcpt_context_plan(dev, 6000, 6000, &tile_big, &work_big);
+  maskdcpt_context_set_memory_budget(dev, (size_t)512 << 20);
+  maskdcpt_context_plan(dev, 6000, 6000, &tile_set, &work_set);
+  maskdcpt_context_set_memory_budget(dev, 0);
+  reported_free = (size_t)256 << 20;
+  maskdcpt_context_plan(dev, 6000, 6000, &tile_small, &work_small);
+  reported_free = 0;
+  printf("tiles for 6000x6000: CPU %d; device with 64 GiB free %d (%zu MiB), with 256 MiB free "
+         "%d (%zu MiB), with a 512 MiB budget %d (%zu MiB)\n",
+         tile_cpu, tile_big, work_big >> 20, tile_small, work_small >> 20, tile_set,
+         work_set >> 20);
+  CHECK(tile_cpu <= 2048 && tile_big >= 6000 && work_big <= (size_t)32 << 30,
+        "large device: tile %d (%zu bytes), CPU %d", tile_big, work_big, tile_cpu);
+  CHECK(tile_small < tile_cpu && work_small <= (size_t)128 << 20, "small device: tile %d, %zu",
+        tile_small, work_small);
+  CHECK(work_set <= (size_t)512 << 20 && tile_set < tile_big, "set budget: tile %d, %zu",
+        tile_set, work_set);
+  maskdcpt_context_free(dev);
+  maskdcpt_context_free(cpu);
+  maskdcpt_model_free(m);
+}
+
 #ifdef MDC_TEST_TRAINER
 static void check_training(int masked) {
   mdc_arch arch;
@@ -522,6 +569,7 @@ int main(void) {
   check_table_complete(probe);
   mdc_backend_free(probe);
   check_inference();
+  check_device_budget();
 #ifdef MDC_TEST_TRAINER
   check_training(0);
   check_training(1);

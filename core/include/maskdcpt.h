@@ -145,7 +145,8 @@ MASKDCPT_API void maskdcpt_context_set_threads(maskdcpt_context *ctx, int thread
  * budget.  Rounded to the network's multiple (2^levels), at least 32. */
 MASKDCPT_API void maskdcpt_context_set_tile_size(maskdcpt_context *ctx, int tile_size);
 /* Bytes of working memory a run may use besides the caller's images;
- * 0 (default) = 1 GiB. */
+ * 0 (default) = 1 GiB, or on a GPU half of its free memory (tiles up to
+ * 8192 px there instead of 2048). */
 MASKDCPT_API void maskdcpt_context_set_memory_budget(maskdcpt_context *ctx, size_t bytes);
 /* Forces the portable scalar kernels (the test oracle) on the CPU. */
 MASKDCPT_API void maskdcpt_context_set_scalar(maskdcpt_context *ctx, int scalar);

@@ -212,6 +212,17 @@ static void cuda_mem_zero(mdc_backend *be, void *p, size_t bytes) {
   }
 }
 
+static int cuda_mem_info(mdc_backend *be, size_t *free_bytes, size_t *total_bytes) {
+  size_t f = 0, t = 0;
+  if (mdc_cuda_ctx_of(be)->failed || cudaSetDevice(mdc_cuda_ctx_of(be)->device) != cudaSuccess ||
+      cudaMemGetInfo(&f, &t) != cudaSuccess) {
+    (void)cudaGetLastError(); /* a query that fails is no failure of the backend */
+    return -1;
+  }
+  *free_bytes = f, *total_bytes = t;
+  return 0;
+}
+
 static int cuda_sync(mdc_backend *be, char *msg, size_t msg_size) {
   mdc_cuda_ctx *ctx = mdc_cuda_ctx_of(be);
   cudaError_t e = cudaStreamSynchronize(ctx->stream);
@@ -360,6 +371,7 @@ static void fill_table(mdc_backend *be) {
   be->mem_download = cuda_mem_download;
   be->mem_copy = cuda_mem_copy;
   be->mem_zero = cuda_mem_zero;
+  be->mem_info = cuda_mem_info;
   be->sync = cuda_sync;
   mdc_cuda_conv_init(be);
   mdc_cuda_nafblock_init(be);
