@@ -75,7 +75,8 @@ struct mdc_backend {
   /* Per-pixel LayerNorm over channels, biased variance:
    * y = (x - mean) / sqrt(var + eps) * g + b.  g and b are [c] when
    * gb_every == 0, else one row of c per gb_every pixels (pixel i uses
-   * row i / gb_every: per-image parameters with gb_every = h * w).
+   * row i / gb_every, ceil(n / gb_every) rows: per-image parameters with
+   * gb_every = h * w).
    * mean/rstd [n] may be NULL; when given they receive the statistics
    * (for the backward pass). */
   void (*layernorm)(mdc_backend *be, const float *x, size_t n, int c, const float *g,
@@ -91,8 +92,9 @@ struct mdc_backend {
    * per axis; along an axis where window >= size the box spans the axis. */
   void (*pool_mean)(mdc_backend *be, const float *x, int batch, int h, int w, int c,
                     int window, float *y);
-  /* y[i][c] = x[i][c] * s[i / s_every][c]; s_every == 0: s[0][c] for every
-   * pixel (1: per pixel; h * w: per image). */
+  /* y[i][c] = x[i][c] * s[i / s_every][c] (ceil(n / s_every) rows);
+   * s_every == 0: s[0][c] for every pixel (1: per pixel; h * w: per
+   * image). */
   void (*scale_channels)(mdc_backend *be, const float *x, const float *s, size_t s_every,
                          size_t n, int c, float *y);
   /* y[n][c] = a[n][c] + s[c] * b[n][c]  (s NULL: plain add); y may be a or b */
