@@ -156,7 +156,7 @@ int tr_net_init(tr_net *t, mdc_net *net, int crop, int batch, mdc_backend *be, c
        (t->out_host = malloc(n0 * 3 * sizeof(float))) && head_span(&t->net) > 0 &&
        (t->head_grad = malloc(head_span(&t->net) * sizeof(float))) &&
        (t->head_grad_dev = alloc_floats(be, head_span(&t->net))) &&
-       (t->cond_dev = alloc_floats(be, B * K)) && (t->vec = alloc_floats(be, 8 * B * 4096)) &&
+       (t->cond_dev = alloc_floats(be, B * K)) && (t->vec = alloc_floats(be, 6 * B * 4096)) &&
        (t->feat = alloc_floats(be, nf)) && (t->feat_host = malloc(nf * sizeof(float))) &&
        (t->vis_host = malloc(B * sizeof(float))) && (t->g = malloc(nf * sizeof(double))) &&
        (t->cls_g = malloc(B * hd * sizeof(double))) &&

@@ -47,7 +47,7 @@ typedef struct tr_net {
   float *head_grad;      /* host: the head's gradients of one backward */
   float *head_grad_dev;  /* the same, on its way into grad */
   float *cond_dev;       /* class weights [batch][K] */
-  float *vec;            /* per-channel scratch: 8 x batch x 4096 floats */
+  float *vec;            /* per-crop, per-channel scratch: 6 x batch x 4096 floats */
   float *feat;           /* the classifier's pooled feature sums [batch][levels + 1][hidden] */
   float *feat_host;      /* host copy of feat, and the head's coefficients on their way back */
   float *mask_host[MDC_MAX_LEVELS + 1]; /* host copies of mask[] */
