@@ -12,6 +12,11 @@
 #            on 192 px crops (its attention window), lr 3e-4, warm-up 200, seed 23;
 #            the shipped file then had 6000 steps on 8-bit inputs on the CPU
 #            (the command is in docs/training.md, "The shipped weights")
+# and the next width-32 recipe, not yet run: the same two stages with the
+# degraded crops rounded to 8 bits as photos are (the trainer's default
+# since the shipped runs) and 6000 steps each:
+#   q1:      6000 steps from a random start, lr 1e-3, seed 31
+#   q2:      6000 more from q1's export, lr 3e-4, warm-up 200, seed 32
 # All export float16 EMA weights (OUTDIR/stageN/weights.safetensors, 14 MB),
 # which record the settings, the data manifest's hash and the validation
 # figures.  A stage that finds its checkpoint resumes; with SECONDS it is
@@ -29,16 +34,19 @@ seconds=${4:-0}
 threads=$(( $(nproc) > 3 ? $(nproc) - 2 : 1 ))
 
 arch=(--width 32 --window 384 --crop 256)
-# --input-bits 0: the shipped runs predate rounding degraded crops to 8 bits
-# (docs/training.md); drop it for the next quality run.
-common=(--mode finetune --batch 16 --loss psnr --input-bits 0
+# --input-bits 0 for stages 1, 2 and fast: the shipped runs predate
+# rounding degraded crops to 8 bits (docs/training.md).
+common=(--mode finetune --batch 16 --loss psnr
         --cls-weight 1.0 --checkpoint-every 500 --device cuda --loader-threads $threads --fp16)
 case $stage in
-  1) opts=(--steps 4000 --lr 1e-3 --seed 21) ;;
-  2) opts=(--init "$out/stage1/weights.safetensors" --steps 4500 --lr 3e-4 --warmup 200 --seed 22) ;;
+  1) opts=(--steps 4000 --lr 1e-3 --seed 21 --input-bits 0) ;;
+  2) opts=(--init "$out/stage1/weights.safetensors" --steps 4500 --lr 3e-4 --warmup 200 --seed 22
+           --input-bits 0) ;;
   fast) arch=(--crop 192)
         opts=(--init "${FAST_INIT:-build/train-default/stage2/weights.safetensors}" --steps 4500 --lr 3e-4
-        --warmup 200 --seed 23) ;;
+        --warmup 200 --seed 23 --input-bits 0) ;;
+  q1) opts=(--steps 6000 --lr 1e-3 --seed 31) ;;
+  q2) opts=(--init "$out/stageq1/weights.safetensors" --steps 6000 --lr 3e-4 --warmup 200 --seed 32) ;;
   *) echo "train-gpu.sh: no stage $stage" >&2; exit 2 ;;
 esac
 dir=$out/stage$stage
