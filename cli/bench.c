@@ -20,9 +20,9 @@ static double now_seconds(void) {
 
 /* Seconds for one forced-class restore of an n x n image (best of reps,
  * after one warm-up), host-to-device and back included.  tile: the tile
- * edge (n: one tile, measuring the network rather than the tiling). */
-/* tile 0: the image up to 2048 px on the CPU, the core's plan on a GPU
- * (from its free memory); *tile_used (may be NULL) gets the tile edge. */
+ * edge (n: one tile, measuring the network rather than the tiling; 0: the
+ * image up to 2048 px on the CPU, the core's plan from the free memory on
+ * a GPU); *tile_used (may be NULL) gets the edge used. */
 static double time_restore(const maskdcpt_model *model, int n, int tile, int threads, int scalar,
                            maskdcpt_device device, int reps, char *device_name, size_t name_size,
                            int *tile_used) {

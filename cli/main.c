@@ -244,7 +244,8 @@ static int cmd_restore(int argc, char **argv) {
   const char *type = "auto", *weights = NULL;
   double strength = 1.0;
   maskdcpt_device device = MASKDCPT_DEVICE_AUTO;
-  long tile = 0, memory = 0, threads = 0, quality = 0, bit_depth = 0; /* memory 0: the core's default */
+  /* memory 0: the core's default budget (1 GiB; on a GPU, half its free memory) */
+  long tile = 0, memory = 0, threads = 0, quality = 0, bit_depth = 0;
   int scalar = 0, quiet = 0, c;
   while ((c = getopt_long(argc, argv, "t:s:w:d:j:q:h", opts, NULL)) != -1) {
     switch (c) {
