@@ -49,17 +49,25 @@ static void seg_of(const seg_split *p, int task, size_t *s_lo, size_t *s_hi, int
   *kn = imin(OB, c - *k0);
 }
 
-/* db[s][k] += sum over segment s of dy[i][k], OB columns per task. */
-typedef struct colsum_args {
-  const float *dy;
-  float *db;
-  seg_split sp;
-  int c;
-} colsum_args;
+/* The term a segment sum adds up per pixel and channel. */
+typedef enum seg_term {
+  TERM_DY,      /* dy: bias gradients */
+  TERM_DY_X,    /* dy x: scale_channels' ds */
+  TERM_DY_XHAT, /* dy (x - mean) rstd: LayerNorm's dg */
+} seg_term;
 
-static void colsum_task(void *arg, int task, int thread) {
+/* out[s][k] (+)= sum over segment s of the term, OB columns per task. */
+typedef struct segsum_args {
+  const float *dy, *x, *mean, *rstd;
+  float *out;
+  seg_split sp;
+  seg_term term;
+  int c, add;
+} segsum_args;
+
+static void segsum_task(void *arg, int task, int thread) {
   (void)thread;
-  const colsum_args *a = arg;
+  const segsum_args *a = arg;
   size_t s_lo, s_hi;
   int k0, kn;
   seg_of(&a->sp, task, &s_lo, &s_hi, &k0, &kn, a->c);
@@ -67,17 +75,38 @@ static void colsum_task(void *arg, int task, int thread) {
     size_t i1 = (sg + 1) * a->sp.every < a->sp.n ? (sg + 1) * a->sp.every : a->sp.n;
     double acc[OB] = {0};
     for (size_t i = sg * a->sp.every; i < i1; i++) {
-      const float *g = a->dy + i * a->c + k0;
-      for (int k = 0; k < kn; k++) acc[k] += g[k];
+      const float *g = a->dy + i * a->c + k0, *xi = a->x ? a->x + i * a->c + k0 : NULL;
+      switch (a->term) {
+      case TERM_DY:
+        for (int k = 0; k < kn; k++) acc[k] += g[k];
+        break;
+      case TERM_DY_X:
+        for (int k = 0; k < kn; k++) acc[k] += (double)g[k] * xi[k];
+        break;
+      case TERM_DY_XHAT: {
+        double mu = a->mean[i], rs = a->rstd[i];
+        for (int k = 0; k < kn; k++) acc[k] += (double)g[k] * ((xi[k] - mu) * rs);
+        break;
+      }
+      }
     }
-    for (int k = 0; k < kn; k++) a->db[sg * a->c + k0 + k] += (float)acc[k];
+    float *o = a->out + sg * a->c + k0;
+    for (int k = 0; k < kn; k++) o[k] = a->add ? o[k] + (float)acc[k] : (float)acc[k];
   }
 }
 
-/* every 0: one row, the sum over all n pixels */
+/* out[row][c] += (add) or = the per-row sums of the term over n > 0
+ * pixels, one row per `every` pixels (0: one row). */
+static void segsum(mdc_backend *be, seg_term term, const float *dy, const float *x,
+                   const float *mean, const float *rstd, size_t n, size_t every, int c, int add,
+                   float *out) {
+  segsum_args a = {dy, x, mean, rstd, out, seg_split_of(n, every, c), term, c, add};
+  mdc_threadpool_parallel_for(pool_of(be), a.sp.groups * a.sp.cblocks, segsum_task, &a);
+}
+
+/* db[row][k] += the column sums of dy (bias gradients). */
 static void colsum_add(mdc_backend *be, const float *dy, size_t n, size_t every, int c, float *db) {
-  colsum_args a = {dy, db, seg_split_of(n, every, c), c};
-  mdc_threadpool_parallel_for(pool_of(be), a.sp.groups * a.sp.cblocks, colsum_task, &a);
+  segsum(be, TERM_DY, dy, NULL, NULL, NULL, n, every, c, 1, db);
 }
 
 /* -------------------------------------------------------- mask_pixels */
@@ -86,7 +115,6 @@ typedef struct pix_args {
   const float *x, *m, *s, *dy;
   float *y, *dx, *ds;
   size_t n, s_every;
-  seg_split sp; /* scale_channels_backward's ds: one segment per row of s */
   int c, tasks;
 } pix_args;
 
@@ -346,9 +374,8 @@ void mdc_cpu_scalar_dwconv3x3_backward(mdc_backend *be, const float *x, int batc
 
 typedef struct lnb_args {
   const float *x, *g, *mean, *rstd, *dy;
-  float *dx, *dg;
+  float *dx;
   size_t n, gb_every;
-  seg_split sp; /* dg: one segment per row of g */
   int c, tasks;
 } lnb_args;
 
@@ -378,34 +405,14 @@ static void lnb_dx_task(void *arg, int task, int thread) {
   }
 }
 
-/* dg[row][k] += sum over the row's pixels of dy xh, OB channels per task. */
-static void lnb_dg_task(void *arg, int task, int thread) {
-  (void)thread;
-  const lnb_args *a = arg;
-  size_t s_lo, s_hi;
-  int k0, kn;
-  seg_of(&a->sp, task, &s_lo, &s_hi, &k0, &kn, a->c);
-  for (size_t sg = s_lo; sg < s_hi; sg++) {
-    size_t i1 = (sg + 1) * a->sp.every < a->n ? (sg + 1) * a->sp.every : a->n;
-    double acc[OB] = {0};
-    for (size_t i = sg * a->sp.every; i < i1; i++) {
-      const float *xi = a->x + i * a->c + k0, *gi = a->dy + i * a->c + k0;
-      double mu = a->mean[i], rs = a->rstd[i];
-      for (int k = 0; k < kn; k++) acc[k] += (double)gi[k] * ((xi[k] - mu) * rs);
-    }
-    for (int k = 0; k < kn; k++) a->dg[sg * a->c + k0 + k] += (float)acc[k];
-  }
-}
-
 void mdc_cpu_scalar_layernorm_backward(mdc_backend *be, const float *x, size_t n, int c,
                                        const float *g, size_t gb_every, const float *mean,
                                        const float *rstd, const float *dy, float *dx, float *dg,
                                        float *db) {
   if (c <= 0 || n == 0) return;
-  lnb_args a = {x, g, mean, rstd, dy, dx, dg, n, gb_every, seg_split_of(n, gb_every, c), c, 0};
+  lnb_args a = {x, g, mean, rstd, dy, dx, n, gb_every, c, 0};
   /* parameter gradients first: they read dy, which dx may overwrite */
-  if (dg)
-    mdc_threadpool_parallel_for(pool_of(be), a.sp.groups * a.sp.cblocks, lnb_dg_task, &a);
+  if (dg) segsum(be, TERM_DY_XHAT, dy, x, mean, rstd, n, gb_every, c, 1, dg);
   if (db) colsum_add(be, dy, n, gb_every, c, db);
   if (dx) {
     a.tasks = mdc_cpu_range_tasks(n, 256);
@@ -535,25 +542,6 @@ static void scale_dx_task(void *arg, int task, int thread) {
   }
 }
 
-/* ds[row][k] = sum over the row's pixels of dy x (overwritten), OB
- * channels per task. */
-static void scale_ds_task(void *arg, int task, int thread) {
-  (void)thread;
-  const pix_args *a = arg;
-  size_t s_lo, s_hi;
-  int k0, kn;
-  seg_of(&a->sp, task, &s_lo, &s_hi, &k0, &kn, a->c);
-  for (size_t sg = s_lo; sg < s_hi; sg++) {
-    size_t i1 = (sg + 1) * a->sp.every < a->n ? (sg + 1) * a->sp.every : a->n;
-    double acc[OB] = {0};
-    for (size_t i = sg * a->sp.every; i < i1; i++) {
-      const float *xi = a->x + i * a->c + k0, *gi = a->dy + i * a->c + k0;
-      for (int k = 0; k < kn; k++) acc[k] += (double)gi[k] * xi[k];
-    }
-    for (int k = 0; k < kn; k++) a->ds[sg * a->c + k0 + k] = (float)acc[k];
-  }
-}
-
 void mdc_cpu_scalar_scale_channels_backward(mdc_backend *be, const float *x, const float *s,
                                             size_t s_every, size_t n, int c, const float *dy,
                                             float *dx, float *ds) {
@@ -565,8 +553,7 @@ void mdc_cpu_scalar_scale_channels_backward(mdc_backend *be, const float *x, con
     if (n == 0) {
       if (s_every == 0) memset(ds, 0, (size_t)c * sizeof(float)); /* else no rows */
     } else {
-      a.sp = seg_split_of(n, s_every, c);
-      mdc_threadpool_parallel_for(pool_of(be), a.sp.groups * a.sp.cblocks, scale_ds_task, &a);
+      segsum(be, TERM_DY_X, dy, x, NULL, NULL, n, s_every, c, 0, ds);
     }
   }
   if (n == 0 || !(dx || (ds && s_every == 1))) return;
