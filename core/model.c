@@ -248,10 +248,15 @@ maskdcpt_status mdc_net_rebase(const mdc_net *src, float *storage, mdc_net *dst,
 
 /* ------------------------------------------------------- conditioning */
 
-maskdcpt_status mdc_net_cond_init(mdc_net_cond *cond, const mdc_net *net) {
+size_t mdc_net_cond_floats(const mdc_net *net) {
   size_t size = 0;
   for (int k = 0; k < net->num_blocks; k++)
     if (net->blocks[k].cond_norm1_w) size += 4 * (size_t)net->blocks[k].p.c;
+  return size;
+}
+
+maskdcpt_status mdc_net_cond_init(mdc_net_cond *cond, const mdc_net *net) {
+  size_t size = mdc_net_cond_floats(net);
   cond->size = size;
   cond->mixed = calloc(size ? size : 1, sizeof(float));
   return cond->mixed ? MASKDCPT_OK : MASKDCPT_ERROR_OUT_OF_MEMORY;

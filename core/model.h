@@ -56,6 +56,8 @@ typedef struct mdc_net_cond {
   float *mixed; /* per decoder block [4][c]: norm1 w, norm1 b, norm2 w, norm2 b */
   size_t size;  /* floats */
 } mdc_net_cond;
+/* Floats of one set of mixed norms: 4 x c per conditioned block. */
+size_t mdc_net_cond_floats(const mdc_net *net);
 maskdcpt_status mdc_net_cond_init(mdc_net_cond *cond, const mdc_net *net);
 void mdc_net_cond_set(mdc_net_cond *cond, const mdc_net *net, const float *probs);
 void mdc_net_cond_clear(mdc_net_cond *cond);

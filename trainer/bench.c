@@ -76,9 +76,7 @@ int tr_bench_main(int argc, char **argv) {
     return 1;
   }
   mdc_weights_clear(&w);
-  if (!micro) micro = mdc_be_is_device(be) ? batch : 1;
-  if (micro > batch) micro = batch;
-  if (tr_net_init(&t, &net, crop, micro, be, msg, sizeof msg) != 0) {
+  if (tr_net_init(&t, &net, crop, tr_micro_batch(be, micro, batch), be, msg, sizeof msg) != 0) {
     fprintf(stderr, "maskdcpt-train bench: %s\n", msg);
     return 1;
   }

@@ -343,8 +343,7 @@ int main(int argc, char **argv) {
   if (mdc_net_init(&net, &w, &err) != MASKDCPT_OK) die("%s", err.message);
   mdc_weights_clear(&w);
   mdc_backend *be = make_backend(&s);
-  int micro = s.micro_batch ? s.micro_batch : mdc_be_is_device(be) ? s.batch : 1;
-  if (micro > s.batch) micro = s.batch;
+  int micro = tr_micro_batch(be, s.micro_batch, s.batch);
   tr_net t;
   if (tr_net_init(&t, &net, s.crop, micro, be, msg, sizeof msg) != 0) die("%s", msg);
 

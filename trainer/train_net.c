@@ -94,15 +94,6 @@ static void bind_head(tr_net *t) {
   t->head.fc2_b = base + (n->cls_fc2_b - n->cls_mix);
 }
 
-/* Floats of the decoder's mixed norms of one crop (4 x c per conditioned
- * block). */
-static size_t mixed_size(const mdc_net *net) {
-  size_t size = 0;
-  for (int k = 0; k < net->num_blocks; k++)
-    if (net->blocks[k].cond_norm1_w) size += 4 * (size_t)net->blocks[k].p.c;
-  return size;
-}
-
 int tr_net_init(tr_net *t, mdc_net *net, int crop, int batch, mdc_backend *be, char *msg,
                 size_t msg_size) {
   memset(t, 0, sizeof *t);
@@ -162,7 +153,7 @@ int tr_net_init(tr_net *t, mdc_net *net, int crop, int batch, mdc_backend *be, c
        (t->cls_g = malloc(B * hd * sizeof(double))) &&
        (t->cls_hidden = malloc(B * hd * sizeof(double))) &&
        (t->logits = calloc(B * K, sizeof(double))) && (t->cond = malloc(B * K * sizeof(float))) &&
-       (t->mixed = alloc_floats(be, B * mixed_size(&t->net))) &&
+       (t->mixed = alloc_floats(be, B * mdc_net_cond_floats(&t->net))) &&
        (t->d_a = alloc_floats(be, n0 * w * 2)) && (t->d_b = alloc_floats(be, n0 * w * 2)) &&
        (t->d_c = alloc_floats(be, n0 * w * 2)) && (t->d_d = alloc_floats(be, n0 * w * 2)) &&
        (t->d_e = alloc_floats(be, n0 * w * 2)) && (t->d_f = alloc_floats(be, n0 * w * 2)) &&
