@@ -26,7 +26,7 @@ static const char *bench_usage =
     "                            [--threads N]\n"
     "Times training steps of a random network (blocks 1,1,1,2 / 2 / 1,1,1,1,\n"
     "12 classes) on random crops: median step time after 3 warm-up steps.\n"
-    "--micro-batch: crops per pass (default: the batch on a GPU, 1 on the CPU).\n";
+    "--micro-batch: crops per pass (default: the whole batch).\n";
 
 static int cmp_double(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
@@ -76,7 +76,7 @@ int tr_bench_main(int argc, char **argv) {
     return 1;
   }
   mdc_weights_clear(&w);
-  if (tr_net_init(&t, &net, crop, tr_micro_batch(be, micro, batch), be, msg, sizeof msg) != 0) {
+  if (tr_net_init(&t, &net, crop, tr_micro_batch(micro, batch), be, msg, sizeof msg) != 0) {
     fprintf(stderr, "maskdcpt-train bench: %s\n", msg);
     return 1;
   }

@@ -82,8 +82,8 @@ static const char *usage =
     "  --crop N            crop side, a multiple of 16, <= window (default 64)\n"
     "  --batch N           crops per step (default 8)\n"
     "  --micro-batch N     crops per pass through the network (default: the\n"
-    "                      whole batch on a GPU, 1 on the CPU); gradients\n"
-    "                      accumulate, so only memory and speed change\n"
+    "                      whole batch); gradients accumulate, so only memory\n"
+    "                      and speed change: lower it when memory runs out\n"
     "  --steps N           optimizer steps in all (default 1000)\n"
     "  --lr X --warmup N   AdamW learning rate (1e-3), warm-up steps (steps/20)\n"
     "  --wd X              decoupled weight decay (0)\n"
@@ -343,7 +343,7 @@ int main(int argc, char **argv) {
   if (mdc_net_init(&net, &w, &err) != MASKDCPT_OK) die("%s", err.message);
   mdc_weights_clear(&w);
   mdc_backend *be = make_backend(&s);
-  int micro = tr_micro_batch(be, s.micro_batch, s.batch);
+  int micro = tr_micro_batch(s.micro_batch, s.batch);
   tr_net t;
   if (tr_net_init(&t, &net, s.crop, micro, be, msg, sizeof msg) != 0) die("%s", msg);
 

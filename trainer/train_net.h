@@ -79,11 +79,11 @@ typedef struct tr_net {
  * in msg when cuda fails or no CPU backend starts. */
 mdc_backend *tr_backend_new(const char *device, int threads, char *msg, size_t msg_size);
 
-/* Crops per pass for --micro-batch `asked`: it, or (0) the whole batch on
- * a device backend and one crop on the CPU (the least memory); at most the
+/* Crops per pass for --micro-batch `asked`: it, or (0) the whole batch,
+ * the fastest on both the GPU and the CPU (docs/training.md); at most the
  * batch. */
-static inline int tr_micro_batch(const mdc_backend *be, int asked, int batch) {
-  int m = asked ? asked : mdc_be_is_device(be) ? batch : 1;
+static inline int tr_micro_batch(int asked, int batch) {
+  int m = asked ? asked : batch;
   return m < batch ? m : batch;
 }
 
