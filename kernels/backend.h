@@ -182,11 +182,13 @@ struct mdc_backend {
   /* y[n][c] = x[n][c] > 0 ? s[c] : 0 (ReLU's backward of a mean). */
   void (*relu_mask_scale)(mdc_backend *be, const float *x, const float *s, size_t n, int c,
                           float *y);
-  /* NAFNet's PSNR loss, 10 log10(MSE + eps) (NAFNet: eps 1e-8; a larger
-   * eps caps the weight of crops already restored better than eps);
-   * contract as l1_loss, the gradient is scale * d loss / d pred. */
-  double (*psnr_loss)(mdc_backend *be, const float *pred, const float *target, size_t n,
-                      double eps, float scale, float *grad);
+  /* NAFNet's PSNR loss of `batch` crops of n values each, one after
+   * another: the sum over the crops of 10 log10(MSE of the crop + eps)
+   * (NAFNet: eps 1e-8; a larger eps caps the weight of crops already
+   * restored better than eps).  grad (NULL: not wanted) = scale * d loss
+   * / d pred; on a device backend the host waits once for all crops. */
+  double (*psnr_loss)(mdc_backend *be, const float *pred, const float *target, int batch,
+                      size_t n, double eps, float scale, float *grad);
   /* sum of x[i]^2 (the gradient norm), accumulated in double or better. */
   double (*sum_squares)(mdc_backend *be, const float *x, size_t n);
   /* ema = decay * ema + (1 - decay) * param */

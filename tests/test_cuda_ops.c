@@ -553,12 +553,30 @@ static void test_losses_case(size_t n) {
   /* NAFNet's eps and one as large as the random inputs' MSE */
   static const double eps[] = {1e-8, 0.5};
   for (int e = 0; e < 2; e++) {
-    ref = cpu->psnr_loss(cpu, pred.h, target.h, n, eps[e], 2.0f, grad2.h);
-    got = gpu->psnr_loss(gpu, pred.d, target.d, n, eps[e], 2.0f, grad2.d);
+    ref = cpu->psnr_loss(cpu, pred.h, target.h, 1, n, eps[e], 2.0f, grad2.h);
+    got = gpu->psnr_loss(gpu, pred.d, target.d, 1, n, eps[e], 2.0f, grad2.d);
     check_value("psnr_loss", got, ref, "value n=%zu eps %g", n, eps[e]);
     check_buf("psnr_loss grad", &grad2, TOL_EW, "n=%zu eps %g", n, eps[e]);
-    got = gpu->psnr_loss(gpu, pred.d, target.d, n, eps[e], 2.0f, NULL);
+    got = gpu->psnr_loss(gpu, pred.d, target.d, 1, n, eps[e], 2.0f, NULL);
     check_value("psnr_loss", got, ref, "value (grad NULL) n=%zu eps %g", n, eps[e]);
+  }
+
+  /* Crops one after another, each its own MSE (errors 1, 4, 16 ... times
+   * the first crop's), so that a crop reading another's sum is caught. */
+  static const int batches[] = {2, 5};
+  for (int k = 0; k < 2; k++) {
+    int nb = batches[k];
+    size_t per = n / (size_t)nb;
+    if (per == 0) continue;
+    buf p = buf_copy(&pred), g = buf_copy(&target); /* a tail past the crops stays as is */
+    for (size_t i = 0; i < per * (size_t)nb; i++)
+      p.h[i] = target.h[i] + (pred.h[i] - target.h[i]) * (float)(1u << (2 * (i / per)));
+    buf_resend(&p);
+    ref = cpu->psnr_loss(cpu, p.h, target.h, nb, per, 1e-8, 0.25f, g.h);
+    got = gpu->psnr_loss(gpu, p.d, target.d, nb, per, 1e-8, 0.25f, g.d);
+    check_value("psnr_loss", got, ref, "value %d crops of %zu", nb, per);
+    check_buf("psnr_loss grad", &g, TOL_EW, "%d crops of %zu", nb, per);
+    buf_free(&p), buf_free(&g);
   }
 
   ref = cpu->sum_squares(cpu, pred.h, n);

@@ -262,11 +262,11 @@ static double c_l1_loss(mdc_backend *be, const float *pred, const float *target,
   WRAP(r = inner->l1_loss(inner, pred, target, n, scale, grad));
   return r;
 }
-static double c_psnr_loss(mdc_backend *be, const float *pred, const float *target, size_t n,
-                          double eps, float scale, float *grad) {
+static double c_psnr_loss(mdc_backend *be, const float *pred, const float *target, int batch,
+                          size_t n, double eps, float scale, float *grad) {
   (void)be, DEV(pred), DEV(target), DEV(grad);
   double r;
-  WRAP(r = inner->psnr_loss(inner, pred, target, n, eps, scale, grad));
+  WRAP(r = inner->psnr_loss(inner, pred, target, batch, n, eps, scale, grad));
   return r;
 }
 static void c_adamw_step(mdc_backend *be, float *param, const float *grad, float *m, float *v,

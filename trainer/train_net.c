@@ -257,11 +257,7 @@ double tr_net_restoration_loss(tr_net *t, const float *const *clean, int psnr, d
   for (int i = 0; i < t->n; i++) tr_net_upload(t, t->target + i * px, clean[i], px);
   if (!psnr) /* the mean over the batch of per-crop means is one mean */
     return t->n * be->l1_loss(be, t->out, t->target, t->n * px, scale * t->n, t->d_out);
-  double sum = 0;
-  for (int i = 0; i < t->n; i++)
-    sum += be->psnr_loss(be, t->out + i * px, t->target + i * px, px, psnr_eps, scale,
-                         t->d_out + i * px);
-  return sum;
+  return be->psnr_loss(be, t->out, t->target, t->n, px, psnr_eps, scale, t->d_out);
 }
 
 /* ------------------------------------------------------------ forward */

@@ -35,21 +35,27 @@ static void glue_relu_mask_scale(mdc_backend *be, const float *x, const float *s
     for (int j = 0; j < c; j++) y[i * c + j] = x[i * c + j] > 0 ? s[j] : 0.0f;
 }
 
-static double glue_psnr_loss(mdc_backend *be, const float *pred, const float *target, size_t n,
-                             double eps, float scale, float *grad) {
+static double glue_psnr_loss(mdc_backend *be, const float *pred, const float *target, int batch,
+                             size_t n, double eps, float scale, float *grad) {
   (void)be;
   if (n == 0) return 0.0;
-  double se = 0;
-  for (size_t i = 0; i < n; i++) {
-    double d = (double)pred[i] - target[i];
-    se += d * d;
+  double sum = 0;
+  for (int b = 0; b < batch; b++) {
+    const float *p = pred + (size_t)b * n, *t = target + (size_t)b * n;
+    double se = 0;
+    for (size_t i = 0; i < n; i++) {
+      double d = (double)p[i] - t[i];
+      se += d * d;
+    }
+    double mse = se / n + eps;
+    if (grad) {
+      double k = 10.0 / log(10.0) * 2.0 / (n * mse) * scale;
+      float *g = grad + (size_t)b * n;
+      for (size_t i = 0; i < n; i++) g[i] = (float)(k * ((double)p[i] - t[i]));
+    }
+    sum += 10.0 * log10(mse);
   }
-  double mse = se / n + eps;
-  if (grad) {
-    double k = 10.0 / log(10.0) * 2.0 / (n * mse) * scale;
-    for (size_t i = 0; i < n; i++) grad[i] = (float)(k * ((double)pred[i] - target[i]));
-  }
-  return 10.0 * log10(mse);
+  return sum;
 }
 
 static double glue_sum_squares(mdc_backend *be, const float *x, size_t n) {

@@ -44,21 +44,34 @@ static __device__ void block_add_to(double v, double *dst) {
 }
 
 
-/* Zeroes ctx->reduce[0] before a scalar reduction; 0 when fine. */
+/* Zeroes ctx->reduce[0, count) before a reduction; 0 when fine. */
+static int reduce_begin_n(mdc_backend *be, mdc_cuda_ctx *ctx, size_t count, const char *what) {
+  return mdc_cuda_check(be, cudaMemsetAsync(ctx->reduce, 0, count * sizeof(double), ctx->stream),
+                        what);
+}
+
 static int reduce_begin(mdc_backend *be, mdc_cuda_ctx *ctx, const char *what) {
-  return mdc_cuda_check(be, cudaMemsetAsync(ctx->reduce, 0, sizeof(double), ctx->stream), what);
+  return reduce_begin_n(be, ctx, 1, what);
+}
+
+/* Waits for ctx->reduce[0, count) and returns the host copy (NULL after a
+ * failure). */
+static const double *reduce_wait(mdc_backend *be, mdc_cuda_ctx *ctx, size_t count,
+                                 const char *what) {
+  if (ctx->failed) return NULL;
+  if (mdc_cuda_check(be,
+                     cudaMemcpyAsync(ctx->reduce_host, ctx->reduce, count * sizeof(double),
+                                     cudaMemcpyDeviceToHost, ctx->stream),
+                     what) ||
+      mdc_cuda_check(be, cudaStreamSynchronize(ctx->stream), what))
+    return NULL;
+  return ctx->reduce_host;
 }
 
 /* Waits for ctx->reduce[0] and returns it (NaN after a failure). */
 static double reduce_end(mdc_backend *be, mdc_cuda_ctx *ctx, const char *what) {
-  if (ctx->failed) return NAN;
-  if (mdc_cuda_check(be,
-                     cudaMemcpyAsync(ctx->reduce_host, ctx->reduce, sizeof(double),
-                                     cudaMemcpyDeviceToHost, ctx->stream),
-                     what) ||
-      mdc_cuda_check(be, cudaStreamSynchronize(ctx->stream), what))
-    return NAN;
-  return ctx->reduce_host[0];
+  const double *r = reduce_wait(be, ctx, 1, what);
+  return r ? r[0] : NAN;
 }
 
 static unsigned reduce_blocks(size_t n) {
@@ -261,43 +274,63 @@ static double cuda_l1_loss(mdc_backend *be, const float *pred, const float *targ
   return reduce_end(be, ctx, "l1_loss") / (double)n;
 }
 
-/* sum (pred - target)^2 in double */
+/* sums[b] = sum (pred - target)^2 over crop b (n values), in double;
+ * blockIdx.y strides over the crops. */
 static __global__ void squared_error_kernel(const float *pred, const float *target, size_t n,
-                                            double *sum) {
-  double s = 0.0;
-  GRID_STRIDE(j, n) {
-    double d = (double)pred[j] - target[j];
-    s += d * d;
+                                            unsigned crops, double *sums) {
+  for (unsigned b = blockIdx.y; b < crops; b += gridDim.y) {
+    const size_t off = (size_t)b * n;
+    double s = 0.0;
+    GRID_STRIDE(j, n) {
+      double d = (double)pred[off + j] - target[off + j];
+      s += d * d;
+    }
+    block_add_to(s, sums + b);
   }
-  block_add_to(s, sum);
 }
 
-/* grad = k (pred - target), k = c0 / (n (mse + eps)) scale with mse from the
- * device-side sum (so the host waits only once, at the end); the same
- * double expression as the CPU's. */
+/* grad = k (pred - target) in crop b, k = c0 / (n (mse + eps)) scale with
+ * the crop's mse from the device-side sums (so the host waits only once,
+ * at the end); the same double expression as the CPU's. */
 static __global__ void psnr_grad_kernel(const float *pred, const float *target, size_t n,
-                                        const double *se, double eps, double c0, double scale,
-                                        float *grad) {
-  const double nd = (double)n, mse = *se / nd + eps, k = c0 / (nd * mse) * scale;
-  GRID_STRIDE(j, n) grad[j] = (float)(k * ((double)pred[j] - target[j]));
+                                        unsigned crops, const double *sums, double eps, double c0,
+                                        double scale, float *grad) {
+  for (unsigned b = blockIdx.y; b < crops; b += gridDim.y) {
+    const size_t off = (size_t)b * n;
+    const double nd = (double)n, mse = sums[b] / nd + eps, k = c0 / (nd * mse) * scale;
+    GRID_STRIDE(j, n) grad[off + j] = (float)(k * ((double)pred[off + j] - target[off + j]));
+  }
 }
 
-static double cuda_psnr_loss(mdc_backend *be, const float *pred, const float *target, size_t n,
-                             double eps, float scale, float *grad) {
+/* Crops go in chunks of MDC_CUDA_REDUCE_SLOTS, one wait per chunk: one for
+ * any batch a trainer uses. */
+static double cuda_psnr_loss(mdc_backend *be, const float *pred, const float *target, int batch,
+                             size_t n, double eps, float scale, float *grad) {
   mdc_cuda_ctx *ctx = live_ctx(be);
   if (!ctx) return NAN;
-  if (n == 0) return 0.0;
-  if (reduce_begin(be, ctx, "psnr_loss")) return NAN;
-  squared_error_kernel<<<reduce_blocks(n), THREADS, 0, ctx->stream>>>(pred, target, n,
-                                                                      ctx->reduce);
-  if (mdc_cuda_check_launch(be, "psnr_loss")) return NAN;
-  if (grad) {
-    psnr_grad_kernel<<<mdc_cuda_blocks(n, THREADS), THREADS, 0, ctx->stream>>>(
-        pred, target, n, ctx->reduce, eps, 10.0 / log(10.0) * 2.0, (double)scale, grad);
-    mdc_cuda_check_launch(be, "psnr_loss (grad)");
+  if (n == 0 || batch <= 0) return 0.0;
+  double sum = 0.0;
+  for (int b0 = 0; b0 < batch; b0 += MDC_CUDA_REDUCE_SLOTS) {
+    const int nb = batch - b0 < MDC_CUDA_REDUCE_SLOTS ? batch - b0 : MDC_CUDA_REDUCE_SLOTS;
+    const size_t off = (size_t)b0 * n;
+    if (reduce_begin_n(be, ctx, (size_t)nb, "psnr_loss")) return NAN;
+    dim3 grid(reduce_blocks(n), (unsigned)nb);
+    squared_error_kernel<<<grid, THREADS, 0, ctx->stream>>>(pred + off, target + off, n,
+                                                            (unsigned)nb, ctx->reduce);
+    if (mdc_cuda_check_launch(be, "psnr_loss")) return NAN;
+    if (grad) {
+      dim3 ggrid(mdc_cuda_blocks(n, THREADS), (unsigned)nb);
+      psnr_grad_kernel<<<ggrid, THREADS, 0, ctx->stream>>>(pred + off, target + off, n,
+                                                           (unsigned)nb, ctx->reduce, eps,
+                                                           10.0 / log(10.0) * 2.0,
+                                                           (double)scale, grad + off);
+      mdc_cuda_check_launch(be, "psnr_loss (grad)");
+    }
+    const double *se = reduce_wait(be, ctx, (size_t)nb, "psnr_loss");
+    if (!se) return NAN;
+    for (int b = 0; b < nb; b++) sum += 10.0 * log10(se[b] / (double)n + eps);
   }
-  double se = reduce_end(be, ctx, "psnr_loss");
-  return 10.0 * log10(se / (double)n + eps);
+  return sum;
 }
 
 static __global__ void sum_squares_kernel(const float *x, size_t n, double *sum) {
