@@ -106,6 +106,21 @@ struct mdc_backend {
   void (*pixelshuffle_add)(mdc_backend *be, const float *x, int h, int w, int c,
                            const float *skip, float *y);
 
+  /* Optional fused forms, to save memory traffic; NULL: callers compose
+   * the entries above, with the same result up to rounding.
+   * dwconv3x3_gate: y[batch][h][w][c] = simplegate(dwconv3x3(x)), x, wt
+   *   and b of 2c channels (NAFBlock's conv2 and gate without writing
+   *   the 2c intermediate).
+   * add_scaled_layernorm: y = add_scaled(a, b, s) and ln = layernorm(y),
+   *   arguments as there (a residual add and the LayerNorm after it in
+   *   one pass); y may be a or b, ln is neither. */
+  void (*dwconv3x3_gate)(mdc_backend *be, const float *x, int batch, int h, int w, int c,
+                         const float *wt, const float *b, float *y);
+  void (*add_scaled_layernorm)(mdc_backend *be, const float *a, const float *b, const float *s,
+                               size_t n, int c, const float *ln_g, const float *ln_b,
+                               size_t gb_every, float eps, float *y, float *ln, float *mean,
+                               float *rstd);
+
   /* One NAFBlock forward, y[h][w][c] from x[h][w][c] (y != x).  `scratch`
    * holds nafblock_scratch_size(be, c, h, w) bytes.  The scalar backend
    * composes the entries above; fast backends fuse. */

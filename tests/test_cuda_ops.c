@@ -38,6 +38,7 @@
 #include <time.h>
 
 #include "cuda_test_util.h"
+#include "nafblock_params.h"
 
 #define TOL_EW 1e-5
 #define TOL_RED 1e-4
@@ -692,6 +693,141 @@ static void test_dwconv(void) {
   ct_sync_ok(gpu, "dwconv3x3");
 }
 
+/* --------------------------------------------------------- fused forms */
+
+/* dwconv3x3_gate against dwconv3x3 of 2c channels then simplegate */
+static void test_dwconv_gate_case(int batch, int h, int w, int c, int with_bias) {
+  size_t n = (size_t)batch * h * w, n2 = n * 2 * c;
+  buf x = buf_rand(n2, 1.0f, 0.0f), wt = buf_rand(9 * 2 * (size_t)c, 1.0f, 0.0f);
+  buf b = buf_rand(2 * (size_t)c, 1.0f, 0.0f), y = buf_nan(n * c);
+  /* each image its own offset, so padding taken from a neighbour shows */
+  for (size_t i = 0; i < n2; i++) x.h[i] += (float)(i / ((size_t)h * w * 2 * c));
+  buf_resend(&x);
+  const float *bh = with_bias ? b.h : NULL, *bd = with_bias ? b.d : NULL;
+  float *dw = malloc(n2 * sizeof(float));
+  cpu->dwconv3x3(cpu, x.h, batch, h, w, 2 * c, wt.h, bh, dw);
+  cpu->simplegate(cpu, dw, n, c, y.h);
+  gpu->dwconv3x3_gate(gpu, x.d, batch, h, w, c, wt.d, bd, y.d);
+  check_buf("dwconv3x3_gate", &y, TOL_EW, "batch=%d h=%d w=%d c=%d bias=%d shift=%d", batch, h, w,
+            c, with_bias, g_shift);
+  free(dw);
+  buf_free(&x), buf_free(&wt), buf_free(&b), buf_free(&y);
+}
+
+static void test_dwconv_gate(void) {
+  for (int a = 0; a < N_SIDES; a++)
+    for (int b = 0; b < N_SIDES; b++)
+      for (int k = 0; k < N_IMG_C; k++)
+        test_dwconv_gate_case(1, SIDES[a], SIDES[b], IMG_C[k], (a + b + k) % 2);
+  test_dwconv_gate_case(1, 5, 5, 512, 1);
+  test_dwconv_gate_case(1, 130, 130, 32, 1);
+  test_dwconv_gate_case(3, 9, 7, 5, 0);
+  test_dwconv_gate_case(3, 17, 3, 16, 1);
+  test_dwconv_gate_case(2, 31, 130, 64, 1);
+  g_shift = 1;
+  test_dwconv_gate_case(1, 31, 130, 16, 1);
+  test_dwconv_gate_case(3, 5, 7, 16, 0);
+  g_shift = 0;
+  ct_sync_ok(gpu, "dwconv3x3_gate");
+}
+
+/* add_scaled_layernorm against add_scaled then layernorm.  in_place: 0
+ * (y its own buffer), 1 (y = a), 2 (y = b). */
+static void test_add_layernorm_case(size_t n, int c, size_t every, int with_s, int in_place) {
+  const float eps = 1e-5f;
+  const size_t rows = rows_of(n, every), nc = n * c;
+  buf a = buf_rand(nc, 1.0f, 3.0f), r = buf_rand(nc, 1.0f, 0.0f), s = buf_rand(c, 1.0f, 0.0f);
+  buf g = buf_rand(rows * c, 1.0f, 0.0f), gb = buf_rand(rows * c, 1.0f, 0.0f);
+  buf y = buf_nan(nc), ln = buf_nan(nc), mean = buf_nan(n), rstd = buf_nan(n);
+  const float *sh = with_s ? s.h : NULL, *sd = with_s ? s.d : NULL;
+  cpu->add_scaled(cpu, a.h, r.h, sh, n, c, y.h);
+  cpu->layernorm(cpu, y.h, n, c, g.h, gb.h, every, eps, ln.h, mean.h, rstd.h);
+  /* the buffer receiving y on the GPU, its host side the expected y */
+  buf *out = in_place == 1 ? &a : in_place == 2 ? &r : &y;
+  gpu->add_scaled_layernorm(gpu, a.d, r.d, sd, n, c, g.d, gb.d, every, eps, out->d, ln.d, mean.d,
+                            rstd.d);
+  if (out != &y) memcpy(out->h, y.h, nc * sizeof(float));
+  const char *mode = in_place == 1 ? "y = a" : in_place == 2 ? "y = b" : "y apart";
+  check_buf("add_scaled_layernorm", out, TOL_EW, "y n=%zu c=%d every=%zu s=%d %s shift=%d", n,
+            c, every, with_s, mode, g_shift);
+  check_buf("add_scaled_layernorm", &ln, TOL_EW, "ln n=%zu c=%d every=%zu s=%d %s", n, c, every,
+            with_s, mode);
+  check_buf("add_scaled_layernorm", &mean, TOL_EW, "mean n=%zu c=%d every=%zu", n, c, every);
+  check_buf("add_scaled_layernorm", &rstd, TOL_EW, "rstd n=%zu c=%d every=%zu", n, c, every);
+  if (!in_place) { /* no statistics wanted */
+    buf ln2 = buf_nan(nc);
+    gpu->add_scaled_layernorm(gpu, a.d, r.d, sd, n, c, g.d, gb.d, every, eps, y.d, ln2.d, NULL,
+                              NULL);
+    memcpy(ln2.h, ln.h, nc * sizeof(float));
+    check_buf("add_scaled_layernorm", &ln2, TOL_EW, "ln (no stats) n=%zu c=%d", n, c);
+    buf_free(&ln2);
+  }
+  buf_free(&a), buf_free(&r), buf_free(&s), buf_free(&g), buf_free(&gb), buf_free(&y);
+  buf_free(&ln), buf_free(&mean), buf_free(&rstd);
+}
+
+static void test_add_layernorm(void) {
+  for (size_t k = 0; k < N_SHAPES; k++)
+    test_add_layernorm_case(SHAPES[k].n, SHAPES[k].c, 0, (int)(k % 2), (int)(k % 3));
+  /* the wide-row (block per pixel) kernel, in place too */
+  for (int m = 0; m < 3; m++) test_add_layernorm_case(37, 2000, 0, 1, m);
+  test_add_layernorm_case(2, 1025, 0, 0, 0);
+  /* per-image rows; a row per pixel */
+  test_add_layernorm_case(3 * 35, 33, 35, 1, 0);
+  test_add_layernorm_case(3 * 35, 16, 35, 0, 1);
+  test_add_layernorm_case(4 * 37, 2000, 37, 1, 2);
+  test_add_layernorm_case(17, 16, 1, 1, 0);
+  g_shift = 1;
+  test_add_layernorm_case(1000, 16, 0, 1, 0);
+  g_shift = 0;
+  ct_sync_ok(gpu, "add_scaled_layernorm");
+}
+
+/* ------------------------------------------------------------ NAFBlock */
+
+/* The backend's whole NAFBlock (its fused composition) against the CPU
+ * scalar reference; under the emulator the convolutions are the CPU's, so
+ * this checks the composition's own kernels and buffers. */
+static void test_nafblock_case(int c, int h, int w, int window) {
+  buf prm[TEST_NAFBLOCK_NUM_PARAMS];
+  mdc_nafblock_params hp = {.c = c}, dp = {.c = c};
+  float sc = 1.0f / sqrtf((float)c);
+  int k = 0;
+#define P(field, count, scale)                             \
+  prm[k] = buf_rand((size_t)(count), scale, 0.0f);         \
+  hp.field = prm[k].h, dp.field = prm[k].d;                \
+  k++;
+  TEST_NAFBLOCK_PARAMS(P, c, sc)
+#undef P
+  size_t n = (size_t)h * w * c;
+  buf x = buf_rand(n, 1.0f, 0.0f), y = buf_nan(n);
+  void *scratch = malloc(cpu->nafblock_scratch_size(cpu, c, h, w, window));
+  cpu->nafblock_forward(cpu, &hp, x.h, h, w, 1e-6f, window, y.h, scratch);
+  free(scratch);
+  /* device scratch NaN-filled and 4 bytes off alignment, as callers may pass it */
+  buf gs = buf_nan(gpu->nafblock_scratch_size(gpu, c, h, w, window) / sizeof(float) + 2);
+  gpu->nafblock_forward(gpu, &dp, x.d, h, w, 1e-6f, window, y.d, (char *)gs.d + 4);
+  check_buf("nafblock_forward", &y, TOL_RED, "%dx%d c=%d window=%d shift=%d", h, w, c, window,
+            g_shift);
+  for (int i = 0; i < TEST_NAFBLOCK_NUM_PARAMS; i++) buf_free(&prm[i]);
+  buf_free(&x), buf_free(&y), buf_free(&gs);
+}
+
+static void test_nafblock(void) {
+  test_nafblock_case(16, 13, 9, 0);  /* global channel attention: folded into conv3 */
+  test_nafblock_case(16, 13, 9, 4);  /* windowed: scaled per pixel */
+  test_nafblock_case(5, 13, 9, 4);
+  test_nafblock_case(5, 13, 9, 0);
+  test_nafblock_case(16, 33, 7, 8);
+  test_nafblock_case(48, 7, 33, 5);
+  test_nafblock_case(16, 1, 1, 0);
+  test_nafblock_case(3, 2, 130, 4);
+  g_shift = 1;
+  test_nafblock_case(16, 13, 9, 0);
+  g_shift = 0;
+  ct_sync_ok(gpu, "nafblock_forward");
+}
+
 /* --------------------------------------------------------- determinism */
 
 /* Records whether two runs' results have the same bits; frees both. */
@@ -770,7 +906,9 @@ int main(void) {
                 {"pixelshuffle", test_pixelshuffle}, {"glue", test_glue},
                 {"pool_mean", test_pool},        {"relu_sum", test_relu_sum},
                 {"losses", test_losses},         {"adamw", test_adamw},
-                {"dwconv3x3", test_dwconv},      {"deterministic", test_deterministic}};
+                {"dwconv3x3", test_dwconv},      {"dwconv3x3_gate", test_dwconv_gate},
+                {"add_scaled_layernorm", test_add_layernorm}, {"nafblock", test_nafblock},
+                {"deterministic", test_deterministic}};
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
     double t0 = now();
     groups[i].run();

@@ -255,6 +255,24 @@ static void c_pixelshuffle_backward(mdc_backend *be, int h, int w, int c, const 
   (void)be, DEV(dy), DEV(dx);
   WRAP(inner->pixelshuffle_backward(inner, h, w, c, dy, dx));
 }
+/* the fused forms, composed on the CPU (which has none) */
+static void c_dwconv3x3_gate(mdc_backend *be, const float *x, int nb, int h, int w, int c,
+                             const float *wt, const float *b, float *y) {
+  (void)be, DEV(x), DEV(wt), DEV(b), DEV(y);
+  size_t n = (size_t)nb * h * w;
+  float *dw = malloc(n * 2 * c * sizeof(float));
+  WRAP(inner->dwconv3x3(inner, x, nb, h, w, 2 * c, wt, b, dw);
+       inner->simplegate(inner, dw, n, c, y));
+  free(dw);
+}
+static void c_add_scaled_layernorm(mdc_backend *be, const float *a, const float *b,
+                                   const float *s, size_t n, int c, const float *ln_g,
+                                   const float *ln_b, size_t gb_every, float eps, float *y,
+                                   float *ln, float *mean, float *rstd) {
+  (void)be, DEV(a), DEV(b), DEV(s), DEV(ln_g), DEV(ln_b), DEV(y), DEV(ln), DEV(mean), DEV(rstd);
+  WRAP(inner->add_scaled(inner, a, b, s, n, c, y);
+       inner->layernorm(inner, y, n, c, ln_g, ln_b, gb_every, eps, ln, mean, rstd));
+}
 static double c_l1_loss(mdc_backend *be, const float *pred, const float *target, size_t n,
                         float scale, float *grad) {
   (void)be, DEV(pred), DEV(target), DEV(grad);
@@ -307,6 +325,7 @@ static mdc_backend *checked_backend_new(void) {
   be->conv2x2s2 = c_conv2x2s2, be->layernorm = c_layernorm, be->simplegate = c_simplegate;
   be->pool_mean = c_pool_mean, be->scale_channels = c_scale_channels;
   be->add_scaled = c_add_scaled, be->pixelshuffle_add = c_pixelshuffle_add;
+  be->dwconv3x3_gate = c_dwconv3x3_gate, be->add_scaled_layernorm = c_add_scaled_layernorm;
   be->nafblock_scratch_size = c_nafblock_scratch_size;
   be->nafblock_forward = c_nafblock_forward;
   be->mask_pixels = c_mask_pixels, be->conv1x1_backward = c_conv1x1_backward;

@@ -27,6 +27,11 @@ template <> __device__ __forceinline__ float4 vzero<float4>() {
   return make_float4(0.0f, 0.0f, 0.0f, 0.0f);
 }
 
+static __device__ __forceinline__ float vmul(float a, float b) { return a * b; }
+static __device__ __forceinline__ float4 vmul(float4 a, float4 b) {
+  return make_float4(a.x * b.x, a.y * b.y, a.z * b.z, a.w * b.w);
+}
+
 /* acc + a * b */
 static __device__ __forceinline__ float vfma(float a, float b, float acc) {
   return fmaf(a, b, acc);
@@ -114,6 +119,76 @@ static void cuda_dwconv3x3(mdc_backend *be, const float *x, int batch, int h, in
   mdc_cuda_ctx *ctx = live_ctx(be);
   if (!ctx || batch <= 0 || h <= 0 || w <= 0 || c <= 0) return;
   dwconv_launch(be, ctx, "dwconv3x3", x, batch, h, w, c, wt, b, 0, y);
+}
+
+/* dwconv3x3 of 2c channels then SimpleGate: out(py, px, k) = conv(k) *
+ * conv(k + c) for k < c, each conv as dwconv3x3_kernel's (same taps in
+ * the same order, so the same bits as the two entries one after the
+ * other).  cq: output channels in units of V; the input has 2 cq. */
+template <typename V>
+static __global__ void dwconv3x3_gate_kernel(const V *in_all, int batch, int h, int w,
+                                             unsigned cq, const V *wt, const V *b,
+                                             V *out_all) {
+  const size_t nchunks = ((size_t)h + FWD_ROWS - 1) / FWD_ROWS;
+  const unsigned cin = 2 * cq;
+  GRID_STRIDE(t, (size_t)batch * nchunks * w * cq) {
+    unsigned k = (unsigned)(t % cq);
+    size_t r = t / cq, rows = r / (unsigned)w, img = rows / nchunks;
+    int px = (int)(r % (unsigned)w), r0 = (int)(rows - img * nchunks) * FWD_ROWS;
+    int r1 = r0 + FWD_ROWS < h ? r0 + FWD_ROWS : h;
+    const V *in = in_all + img * h * w * cin;
+    V *out = out_all + img * h * w * cq;
+    V wa[9], wb[9];
+#pragma unroll
+    for (int tap = 0; tap < 9; tap++) {
+      wa[tap] = wt[(size_t)tap * cin + k];
+      wb[tap] = wt[(size_t)tap * cin + cq + k];
+    }
+    const V ba = b ? b[k] : vzero<V>(), bb = b ? b[cq + k] : vzero<V>();
+    V at[3], am[3], ab[3], bt[3], bm[3], bbot[3];
+    load_row3(in, r0 - 1, px, h, w, cin, k, at);
+    load_row3(in, r0, px, h, w, cin, k, am);
+    load_row3(in, r0 - 1, px, h, w, cin, cq + k, bt);
+    load_row3(in, r0, px, h, w, cin, cq + k, bm);
+    for (int py = r0; py < r1; py++) {
+      load_row3(in, py + 1, px, h, w, cin, k, ab);
+      load_row3(in, py + 1, px, h, w, cin, cq + k, bbot);
+      V acc_a = ba, acc_b = bb;
+#pragma unroll
+      for (int d = 0; d < 3; d++)
+        acc_a = vfma(at[d], wa[d], acc_a), acc_b = vfma(bt[d], wb[d], acc_b);
+#pragma unroll
+      for (int d = 0; d < 3; d++)
+        acc_a = vfma(am[d], wa[3 + d], acc_a), acc_b = vfma(bm[d], wb[3 + d], acc_b);
+#pragma unroll
+      for (int d = 0; d < 3; d++)
+        acc_a = vfma(ab[d], wa[6 + d], acc_a), acc_b = vfma(bbot[d], wb[6 + d], acc_b);
+      out[((size_t)py * w + px) * cq + k] = vmul(acc_a, acc_b);
+#pragma unroll
+      for (int d = 0; d < 3; d++) {
+        at[d] = am[d], am[d] = ab[d];
+        bt[d] = bm[d], bm[d] = bbot[d];
+      }
+    }
+  }
+}
+
+static void cuda_dwconv3x3_gate(mdc_backend *be, const float *x, int batch, int h, int w, int c,
+                                const float *wt, const float *b, float *y) {
+  mdc_cuda_ctx *ctx = live_ctx(be);
+  if (!ctx || batch <= 0 || h <= 0 || w <= 0 || c <= 0) return;
+  size_t items = (size_t)batch * (((size_t)h + FWD_ROWS - 1) / FWD_ROWS) * w;
+  if (c % 4 == 0 && aligned16(x) && aligned16(wt) && aligned16(b) && aligned16(y)) {
+    unsigned c4 = (unsigned)c / 4;
+    dwconv3x3_gate_kernel<float4>
+        <<<mdc_cuda_blocks(items * c4, THREADS), THREADS, 0, ctx->stream>>>(
+            (const float4 *)x, batch, h, w, c4, (const float4 *)wt, (const float4 *)b,
+            (float4 *)y);
+  } else {
+    dwconv3x3_gate_kernel<float><<<mdc_cuda_blocks(items * c, THREADS), THREADS, 0, ctx->stream>>>(
+        x, batch, h, w, (unsigned)c, wt, b, y);
+  }
+  mdc_cuda_check_launch(be, "dwconv3x3_gate");
 }
 
 /* ---------------------------------------------------------- backward */
@@ -210,5 +285,6 @@ static void cuda_dwconv3x3_backward(mdc_backend *be, const float *x, int batch, 
 
 extern "C" void mdc_cuda_dwconv_init(mdc_backend *be) {
   be->dwconv3x3 = cuda_dwconv3x3;
+  be->dwconv3x3_gate = cuda_dwconv3x3_gate;
   be->dwconv3x3_backward = cuda_dwconv3x3_backward;
 }

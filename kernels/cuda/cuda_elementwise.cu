@@ -88,21 +88,39 @@ static __device__ __forceinline__ size_t row_of(size_t i, size_t every) {
  * exact; the deviations are d = (x - mu) - corr and the variance is
  * mean(d^2) (no E[x^2] - E[x]^2 cancellation either). */
 
+/* The residual add fused in front of a LayerNorm (add_scaled_layernorm):
+ * the row normalised is x + s * r (s NULL: x + r), also stored to sum.
+ * r NULL: a plain LayerNorm of x. */
+struct ln_residual {
+  const float *r, *s;
+  float *sum;
+};
+
+/* x[k] (+ s[k] r[k], stored) of pixel i; a + s * b as add_scaled_kernel. */
+static __device__ __forceinline__ float ln_input(const float *x, ln_residual res, size_t i, int c,
+                                                 int k) {
+  float v = x[i * c + k];
+  if (res.r) {
+    v = res.s ? v + res.s[k] * res.r[i * c + k] : v + res.r[i * c + k];
+    res.sum[i * c + k] = v;
+  }
+  return v;
+}
+
 /* One warp per pixel for c <= 32 * VPT: each lane keeps channels
  * lane, lane + 32, ... in registers, so x is read once. */
 template <int VPT>
-static __global__ void layernorm_warp_kernel(const float *x, size_t n, int c, const float *g,
-                                             const float *b, size_t gb_every, float eps, float *y,
-                                             float *mean, float *rstd) {
+static __global__ void layernorm_warp_kernel(const float *x, ln_residual res, size_t n, int c,
+                                             const float *g, const float *b, size_t gb_every,
+                                             float eps, float *y, float *mean, float *rstd) {
   const int lane = threadIdx.x & 31;
   const size_t nwarps = ((size_t)gridDim.x * blockDim.x) >> 5;
   for (size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; i < n; i += nwarps) {
-    const float *xi = x + i * c;
     float v[VPT], s = 0.0f;
 #pragma unroll
     for (int t = 0; t < VPT; t++) {
       int k = t * 32 + lane;
-      v[t] = k < c ? xi[k] : 0.0f;
+      v[t] = k < c ? ln_input(x, res, i, c, k) : 0.0f;
       s += v[t];
     }
     const float mu = warp_sum(s) / c;
@@ -137,14 +155,16 @@ static __global__ void layernorm_warp_kernel(const float *x, size_t n, int c, co
 
 /* Wide rows (c > 1024): one block per pixel, four passes over the row
  * (at most 16 KiB, so the later ones hit L1). */
-static __global__ void layernorm_block_kernel(const float *x, size_t n, int c, const float *g,
-                                              const float *b, size_t gb_every, float eps, float *y,
-                                              float *mean, float *rstd) {
+static __global__ void layernorm_block_kernel(const float *x, ln_residual res, size_t n, int c,
+                                              const float *g, const float *b, size_t gb_every,
+                                              float eps, float *y, float *mean, float *rstd) {
   __shared__ float sh[32];
   for (size_t i = blockIdx.x; i < n; i += gridDim.x) {
-    const float *xi = x + i * c;
+    /* with a residual, the later passes read the sum back: each thread
+     * the elements it wrote */
+    const float *xi = (res.r ? res.sum : x) + i * c;
     float s = 0.0f;
-    for (int k = threadIdx.x; k < c; k += blockDim.x) s += xi[k];
+    for (int k = threadIdx.x; k < c; k += blockDim.x) s += ln_input(x, res, i, c, k);
     const float mu = block_sum(s, sh) / c;
     s = 0.0f;
     for (int k = threadIdx.x; k < c; k += blockDim.x) s += xi[k] - mu;
@@ -167,8 +187,8 @@ static __global__ void layernorm_block_kernel(const float *x, size_t n, int c, c
   }
 }
 
-typedef void (*layernorm_fn)(const float *, size_t, int, const float *, const float *, size_t,
-                             float, float *, float *, float *);
+typedef void (*layernorm_fn)(const float *, ln_residual, size_t, int, const float *,
+                             const float *, size_t, float, float *, float *, float *);
 typedef void (*layernorm_dx_fn)(const float *, size_t, int, const float *, size_t, const float *,
                                 const float *, const float *, float *);
 
@@ -203,9 +223,23 @@ static void cuda_layernorm(mdc_backend *be, const float *x, size_t n, int c, con
   mdc_cuda_ctx *ctx = live_ctx(be);
   if (!ctx || n == 0 || c <= 0) return;
   layernorm_fn kernel = layernorm_kernel_for(c);
-  kernel<<<layernorm_blocks(n, c), THREADS, 0, ctx->stream>>>(x, n, c, g, b, gb_every, eps, y,
-                                                              mean, rstd);
+  ln_residual none = {NULL, NULL, NULL};
+  kernel<<<layernorm_blocks(n, c), THREADS, 0, ctx->stream>>>(x, none, n, c, g, b, gb_every, eps,
+                                                              y, mean, rstd);
   mdc_cuda_check_launch(be, "layernorm");
+}
+
+static void cuda_add_scaled_layernorm(mdc_backend *be, const float *a, const float *r,
+                                      const float *s, size_t n, int c, const float *g,
+                                      const float *b, size_t gb_every, float eps, float *y,
+                                      float *ln, float *mean, float *rstd) {
+  mdc_cuda_ctx *ctx = live_ctx(be);
+  if (!ctx || n == 0 || c <= 0) return;
+  layernorm_fn kernel = layernorm_kernel_for(c);
+  ln_residual res = {r, s, y};
+  kernel<<<layernorm_blocks(n, c), THREADS, 0, ctx->stream>>>(a, res, n, c, g, b, gb_every, eps,
+                                                              ln, mean, rstd);
+  mdc_cuda_check_launch(be, "add_scaled_layernorm");
 }
 
 /* With xh = (x - mean) rstd and e = dy g:
@@ -632,6 +666,7 @@ static void cuda_ema_update(mdc_backend *be, float *ema, const float *param, siz
 
 extern "C" void mdc_cuda_elementwise_init(mdc_backend *be) {
   be->layernorm = cuda_layernorm;
+  be->add_scaled_layernorm = cuda_add_scaled_layernorm;
   be->layernorm_backward = cuda_layernorm_backward;
   be->simplegate = cuda_simplegate;
   be->simplegate_backward = cuda_simplegate_backward;

@@ -356,10 +356,11 @@ void emu_free(mdc_backend *be) {
   free(be);
 }
 
-/* NOT EMULATED: the entries of cuda_conv.c (cuDNN, cuBLAS) and
- * cuda_nafblock.c run the CPU scalar backend's code, so that the table is
- * complete.  test_cuda_ops.c does not test them; test_cuda.c does, on a
- * GPU.  cpu_forward<type of entry x>::call<&mdc_backend::x> forwards x. */
+/* NOT EMULATED: the entries of cuda_conv.c (cuDNN, cuBLAS) run the CPU
+ * scalar backend's code, so that the table is complete (and so that
+ * cuda_nafblock.c's composition runs).  test_cuda_ops.c does not test them
+ * alone; test_cuda.c does, on a GPU.
+ * cpu_forward<type of entry x>::call<&mdc_backend::x> forwards x. */
 template <class Fn> struct cpu_forward;
 template <class R, class... A> struct cpu_forward<R (*)(mdc_backend *, A...)> {
   template <R (*mdc_backend::*entry)(mdc_backend *, A...)>
@@ -419,9 +420,8 @@ extern "C" mdc_backend *mdc_cuda_module_backend_new(int device, int strict_fp32,
   CPU_ENTRY(conv1x1_backward);
   CPU_ENTRY(conv3x3_backward);
   CPU_ENTRY(conv2x2s2_backward);
-  CPU_ENTRY(nafblock_scratch_size);
-  CPU_ENTRY(nafblock_forward);
   /* the emulated files */
+  mdc_cuda_nafblock_init(be);
   mdc_cuda_elementwise_init(be);
   mdc_cuda_reduce_init(be);
   mdc_cuda_dwconv_init(be);

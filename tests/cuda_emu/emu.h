@@ -33,7 +33,8 @@
  *    block to the next (not undefined on entry); no dynamic (extern)
  *    shared memory, the launch's smem size is ignored;
  *  - cuBLAS and cuDNN: only their type names exist, so that cuda_internal.h
- *    compiles.  cuda_conv.c and cuda_nafblock.c are not built or covered;
+ *    compiles.  cuda_conv.c is not built: the CPU scalar backend's
+ *    convolutions stand in for its entries;
  *  - streams: everything runs synchronously, in call order; the stream
  *    arguments are ignored;
  *  - the whole grid: each grid dimension runs at most

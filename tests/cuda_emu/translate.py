@@ -8,6 +8,8 @@ Usage: translate.py OUTDIR FILE...
           rewritten as
             emu_launch(__FILE__, __LINE__, k, emu_cfg(grid, block[, smem[, stream]]), args)
   X.h  -> OUTDIR/X.h
+  X.c  -> OUTDIR/X.cc (host code composing the kernels; built as C++ next
+          to the translated headers)
 In every file the CUDA, cuBLAS and cuDNN includes (<cuda_runtime.h>,
 <cublas_v2.h>, <cudnn.h>, ...) become #include "emu.h".
 
@@ -61,6 +63,8 @@ def main(argv):
         name = os.path.basename(path)
         if name.endswith(".cu"):
             name = name[:-3] + ".cc"
+        elif name.endswith(".c"):
+            name = name[:-2] + ".cc"
         with open(os.path.join(outdir, name), "w", encoding="utf-8") as f:
             f.write(translate(text, path))
 
