@@ -217,29 +217,30 @@ static layernorm_fn layernorm_kernel_for(int c) {
   }
 }
 
-static void cuda_layernorm(mdc_backend *be, const float *x, size_t n, int c, const float *g,
-                           const float *b, size_t gb_every, float eps, float *y, float *mean,
-                           float *rstd) {
+static void layernorm_launch(mdc_backend *be, const char *what, const float *x, ln_residual res,
+                             size_t n, int c, const float *g, const float *b, size_t gb_every,
+                             float eps, float *y, float *mean, float *rstd) {
   mdc_cuda_ctx *ctx = live_ctx(be);
   if (!ctx || n == 0 || c <= 0) return;
   layernorm_fn kernel = layernorm_kernel_for(c);
-  ln_residual none = {NULL, NULL, NULL};
-  kernel<<<layernorm_blocks(n, c), THREADS, 0, ctx->stream>>>(x, none, n, c, g, b, gb_every, eps,
+  kernel<<<layernorm_blocks(n, c), THREADS, 0, ctx->stream>>>(x, res, n, c, g, b, gb_every, eps,
                                                               y, mean, rstd);
-  mdc_cuda_check_launch(be, "layernorm");
+  mdc_cuda_check_launch(be, what);
+}
+
+static void cuda_layernorm(mdc_backend *be, const float *x, size_t n, int c, const float *g,
+                           const float *b, size_t gb_every, float eps, float *y, float *mean,
+                           float *rstd) {
+  ln_residual none = {NULL, NULL, NULL};
+  layernorm_launch(be, "layernorm", x, none, n, c, g, b, gb_every, eps, y, mean, rstd);
 }
 
 static void cuda_add_scaled_layernorm(mdc_backend *be, const float *a, const float *r,
                                       const float *s, size_t n, int c, const float *g,
                                       const float *b, size_t gb_every, float eps, float *y,
                                       float *ln, float *mean, float *rstd) {
-  mdc_cuda_ctx *ctx = live_ctx(be);
-  if (!ctx || n == 0 || c <= 0) return;
-  layernorm_fn kernel = layernorm_kernel_for(c);
   ln_residual res = {r, s, y};
-  kernel<<<layernorm_blocks(n, c), THREADS, 0, ctx->stream>>>(a, res, n, c, g, b, gb_every, eps,
-                                                              ln, mean, rstd);
-  mdc_cuda_check_launch(be, "add_scaled_layernorm");
+  layernorm_launch(be, "add_scaled_layernorm", a, res, n, c, g, b, gb_every, eps, ln, mean, rstd);
 }
 
 /* With xh = (x - mean) rstd and e = dy g:
