@@ -102,6 +102,68 @@ static void check_gradients(int masked, int window, int fast, int classify_only)
   mdc_backend_free(be);
 }
 
+/* The head alone (--mode classifier): tr_net_backward_head gives the
+ * classifier's tensors ("cls.*") the gradients the whole backward gives
+ * them, and every other tensor none. */
+static void check_head_only(int fast) {
+  mdc_arch a;
+  tu_small_arch(&a, 4, 2, 0);
+  mdc_weights w;
+  mdc_net net;
+  CHECK(mdc_weights_init_random(&w, &a, 6, 0.5f, NULL) == MASKDCPT_OK, "init");
+  CHECK(mdc_net_init(&net, &w, NULL) == MASKDCPT_OK, "net");
+  mdc_weights_clear(&w);
+  tr_net t;
+  char msg[256];
+  int crop = 8, nb = 2;
+  mdc_backend *be = fast ? mdc_backend_cpu_best_new(2) : mdc_backend_cpu_scalar_new(1);
+  if (tr_net_init(&t, &net, crop, nb, be, msg, sizeof msg) != 0) {
+    CHECK(0, "tr_net_init: %s", msg);
+    return;
+  }
+  float *in0 = tu_test_image(crop, crop, 3, 3), *in1 = tu_test_image(crop, crop, 3, 4);
+  const float *ins[2] = {in0, in1};
+  double w_log[8] = {0.3, -0.7, 0.2, 0.5, -0.4, 0.1, 0.6, -0.2};
+  size_t np = t.num_params;
+  float *full = malloc(np * sizeof(float));
+  tr_net_zero_grad(&t);
+  tr_net_forward(&t, be, nb, ins, NULL, NULL, 0);
+  tr_net_backward(&t, be, NULL, w_log);
+  memcpy(full, t.grad, np * sizeof(float));
+  tr_net_zero_grad(&t);
+  tr_net_forward(&t, be, nb, ins, NULL, NULL, 0);
+  tr_net_backward_head(&t, be, w_log);
+  int nt = mdc_arch_num_tensors(&a), head_tensors = 0, off_head = 0, nonzero_head = 0;
+  double worst = 0;
+  size_t off = 0;
+  for (int k = 0; k < nt; k++) {
+    mdc_tensor_spec s;
+    mdc_arch_tensor(&a, k, &s);
+    int head = strncmp(s.name, "cls.", 4) == 0;
+    head_tensors += head;
+    for (size_t i = off; i < off + (size_t)s.numel; i++) {
+      if (!head) {
+        off_head += t.grad[i] != 0.0f;
+        continue;
+      }
+      nonzero_head += t.grad[i] != 0.0f;
+      double e = fabs((double)t.grad[i] - full[i]) / fmax(1e-3, fabs(full[i]));
+      if (e > worst) worst = e;
+    }
+    off += (size_t)s.numel;
+  }
+  printf("%s, head only: %d classifier tensors, worst relative difference %.2e, %d other "
+         "gradients set\n",
+         be->name, head_tensors, worst, off_head);
+  CHECK(head_tensors >= 4 && nonzero_head > 0, "%d head tensors, %d nonzero", head_tensors,
+        nonzero_head);
+  CHECK(worst < 1e-5, "head gradients differ from the full backward's: %.3g", worst);
+  CHECK(off_head == 0, "%d gradients outside the classifier are set", off_head);
+  free(in0), free(in1), free(full);
+  tr_net_free(&t);
+  mdc_backend_free(be);
+}
+
 /* One pass over three crops gives what three passes over one crop give:
  * outputs, logits, losses and accumulated gradients (auto mode for one
  * crop, masks for all: every per-crop path of the batched graph). */
@@ -369,5 +431,7 @@ int main(void) {
   check_gradients(1, 0, 1, 0);
   check_batch_equals_crops(0);
   check_batch_equals_crops(1);
+  check_head_only(0);
+  check_head_only(1);
   return tu_finish();
 }

@@ -24,8 +24,8 @@
 #include "train_net.h"
 #include "validate.h"
 
-typedef enum { MODE_SCRATCH, MODE_MASKDCPT, MODE_DCPT, MODE_FINETUNE } train_mode;
-static const char *mode_names[] = {"scratch", "maskdcpt", "dcpt", "finetune"};
+typedef enum { MODE_SCRATCH, MODE_MASKDCPT, MODE_DCPT, MODE_FINETUNE, MODE_CLASSIFIER } train_mode;
+static const char *mode_names[] = {"scratch", "maskdcpt", "dcpt", "finetune", "classifier"};
 
 typedef struct settings {
   const char *data, *out, *init;
@@ -74,7 +74,10 @@ static const char *usage =
     "                      dcpt (pre-training, two passes: autoencode the clean\n"
     "                      crop; classify the degraded one),\n"
     "                      finetune (no mask; decoder conditioned on the true\n"
-    "                      label or, for half the crops, on the prediction)\n"
+    "                      label or, for half the crops, on the prediction),\n"
+    "                      classifier (the classifier head of --init's network\n"
+    "                      alone; the rest stays as it is: an encoder pass per\n"
+    "                      crop, no restoration)\n"
     "  --init FILE         start from these weights (e.g. a pre-training export)\n"
     "  --width W --enc L --middle N --dec L --window P --hidden H\n"
     "                      architecture of a new network (default 16, 1,1,1,2, 2,\n"
@@ -160,7 +163,8 @@ static void parse_args(int argc, char **argv, settings *s) {
                 : !strcmp(optarg, "maskdcpt") ? MODE_MASKDCPT
                 : !strcmp(optarg, "dcpt")     ? MODE_DCPT
                 : !strcmp(optarg, "finetune") ? MODE_FINETUNE
-                                               : (die("unknown mode '%s'", optarg), MODE_SCRATCH);
+                : !strcmp(optarg, "classifier") ? MODE_CLASSIFIER
+                                                : (die("unknown mode '%s'", optarg), MODE_SCRATCH);
       break;
     case 'i': s->init = optarg; break;
     case 'W': s->arch.width = atoi(optarg); break;
@@ -211,6 +215,8 @@ static void parse_args(int argc, char **argv, settings *s) {
   }
   s->data = argv[optind];
   s->out = argv[optind + 1];
+  if (s->mode == MODE_CLASSIFIER && !s->init)
+    die("%s", "--mode classifier retrains the head of a trained network: give it with --init");
   if (s->warmup < 0) s->warmup = s->steps / 20;
   if (s->batch < 1 || s->micro_batch < 0 || s->steps < 1 || s->crop < 16 || !(s->lr > 0) || s->mask_ratio < 0 ||
       s->loader_threads < 1 || s->mask_ratio >= 1 || !(s->psnr_cap > 0 && s->psnr_cap <= 120) || s->input_bits < 0 || s->input_bits > 16)
@@ -429,8 +435,10 @@ int main(int argc, char **argv) {
           draw_mask(mask + (size_t)i * patches * patches, patches, s.mask_ratio,
                     mix64((uint64_t)s.seed ^ mix64(step * 131 + b0 + i)));
       }
-      double rec, focal = 0;
-      if (s.mode == MODE_DCPT) {
+      double rec = 0, focal = 0;
+      if (s.mode == MODE_CLASSIFIER) {
+        tr_net_forward(&t, be, n, deg, NULL, NULL, 0);
+      } else if (s.mode == MODE_DCPT) {
         /* DCPT: the network autoencodes the clean crops (conditioned on
          * "clean"), and the classifier names the degraded crops' damage
          * from its encoder features: two forward and backward passes. */
@@ -454,7 +462,9 @@ int main(int argc, char **argv) {
           if (lg[q] > lg[best]) best = q;
         correct += best == label;
       }
-      if (s.mode == MODE_DCPT)
+      if (s.mode == MODE_CLASSIFIER)
+        tr_net_backward_head(&t, be, dlog);
+      else if (s.mode == MODE_DCPT)
         tr_net_backward(&t, be, NULL, dlog);
       else
         tr_net_backward(&t, be, t.d_out, s.cls_weight > 0 ? dlog : NULL);

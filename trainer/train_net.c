@@ -541,8 +541,9 @@ static void block_backward(tr_net *t, mdc_backend *be, tr_block_cache *b, const 
 
 /* d(logits) ([n][K]) back to the classifier's parameters and to the
  * features it read: d f_l is added into d_skip[l] (l < levels) and d_mid
- * (the middle output's gradient).  The head's gradients are computed on
- * the host and added into t->grad in one pass. */
+ * (the middle output's gradient); d_mid NULL: to the parameters only.
+ * The head's gradients are computed on the host and added into t->grad in
+ * one pass. */
 static void classifier_backward(tr_net *t, mdc_backend *be, const double *d_logits,
                                 float *d_mid) {
   const mdc_net *net = &t->net;
@@ -609,11 +610,16 @@ static void classifier_backward(tr_net *t, mdc_backend *be, const double *d_logi
       be->relu_mask_scale(be, dp + i * nl * hd, coef_dev + ((size_t)i * nlv + l) * hd, nl, hd,
                           dp + i * nl * hd);
     const float *f = l < a->levels ? t->skip[l] : t->mid_out;
-    be->conv1x1_backward(be, f, t->n * nl, cl, net->cls_proj_w[l], hd, dp, t->d_a,
+    be->conv1x1_backward(be, f, t->n * nl, cl, net->cls_proj_w[l], hd, dp, d_mid ? t->d_a : NULL,
                          tr_grad_of(t, net->cls_proj_w[l]), tr_grad_of(t, net->cls_proj_b[l]));
+    if (!d_mid) continue;
     float *dst = l < a->levels ? t->d_skip[l] : d_mid;
     be->add_scaled(be, dst, t->d_a, NULL, t->n * nl, cl, dst);
   }
+}
+
+void tr_net_backward_head(tr_net *t, mdc_backend *be, const double *d_logits) {
+  classifier_backward(t, be, d_logits, NULL);
 }
 
 static void swap(float **a, float **b) {

@@ -130,6 +130,12 @@ int tr_net_check(tr_net *t, char *msg, size_t msg_size);
  * Needs the forward of the same crops just before. */
 void tr_net_backward(tr_net *t, mdc_backend *be, const float *d_out, const double *d_logits);
 
+/* Backward from d_logits into the classifier's own parameters only (the
+ * per-level projections, the level mix and the two dense layers): the
+ * encoder gets no gradient and is not walked, so the head can be
+ * retrained on a finished network at the cost of an encoder forward. */
+void tr_net_backward_head(tr_net *t, mdc_backend *be, const double *d_logits);
+
 /* The gradient slot of a parameter pointer into t->net.storage. */
 static inline float *tr_grad_of(tr_net *t, const float *param) {
   return param ? t->grad + (param - t->net.storage) : NULL;
