@@ -37,6 +37,9 @@ $kit/bin/maskdcpt init "$out/w32.safetensors" --width 32 >/dev/null 2>&1 ||
 # TF32 (both sides' fast fp32 mode), then strict fp32 on both sides.
 for n in 1024 4096; do
   run bench_c_$n $kit/bin/maskdcpt bench -w "$out/w32.safetensors" --device cuda --size $n --scalar-size 0
+  # the NAFBlock without its three fusions, for what they save
+  MASKDCPT_CUDA_UNFUSED=1 run bench_c_unfused_$n $kit/bin/maskdcpt bench -w "$out/w32.safetensors" \
+    --device cuda --size $n --scalar-size 0
   run bench_torch_$n python3 tools/torch_bench.py infer "$out/w32.safetensors" --size $n --device cuda \
     --tf32 --json "$out/torch_infer_$n.json"
 done

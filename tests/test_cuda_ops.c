@@ -825,6 +825,17 @@ static void test_nafblock(void) {
   g_shift = 1;
   test_nafblock_case(16, 13, 9, 0);
   g_shift = 0;
+  /* without the fused entries (MASKDCPT_CUDA_UNFUSED clears them): the
+   * composition's plain branches */
+  void (*gate)(mdc_backend *, const float *, int, int, int, int, const float *, const float *,
+               float *) = gpu->dwconv3x3_gate;
+  void (*add_ln)(mdc_backend *, const float *, const float *, const float *, size_t, int,
+                 const float *, const float *, size_t, float, float *, float *, float *,
+                 float *) = gpu->add_scaled_layernorm;
+  gpu->dwconv3x3_gate = NULL, gpu->add_scaled_layernorm = NULL;
+  test_nafblock_case(16, 13, 9, 0);
+  test_nafblock_case(5, 13, 9, 4);
+  gpu->dwconv3x3_gate = gate, gpu->add_scaled_layernorm = add_ln;
   ct_sync_ok(gpu, "nafblock_forward");
 }
 

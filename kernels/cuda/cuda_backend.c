@@ -378,6 +378,15 @@ static void fill_table(mdc_backend *be) {
   mdc_cuda_elementwise_init(be);
   mdc_cuda_reduce_init(be);
   mdc_cuda_dwconv_init(be);
+  /* MASKDCPT_CUDA_UNFUSED set and not "0": the NAFBlock as the plain
+   * sequence of entries, so that a benchmark can time what the fusions
+   * save in the same run */
+  const char *unfused = getenv("MASKDCPT_CUDA_UNFUSED");
+  if (unfused && *unfused && strcmp(unfused, "0") != 0) {
+    mdc_cuda_ctx_of(be)->unfused = 1;
+    be->dwconv3x3_gate = NULL;
+    be->add_scaled_layernorm = NULL;
+  }
 }
 
 mdc_backend *mdc_cuda_backend_create(int device, int strict_fp32, char *msg, size_t msg_size) {
@@ -403,9 +412,9 @@ mdc_backend *mdc_cuda_backend_create(int device, int strict_fp32, char *msg, siz
   int tf32 = !ctx->strict_fp32 && prop.major >= 8;
   ctx->gemm_compute = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
   const char *math = ctx->strict_fp32 ? "strict fp32" : tf32 ? "tf32" : "fp32";
-  snprintf(ctx->name, sizeof ctx->name, "cuda:%d %.80s (sm_%d%d, %s)", device, prop.name,
-           prop.major, prop.minor, math);
-  be->name = ctx->name;
   fill_table(be);
+  snprintf(ctx->name, sizeof ctx->name, "cuda:%d %.80s (sm_%d%d, %s%s)", device, prop.name,
+           prop.major, prop.minor, math, ctx->unfused ? ", unfused" : "");
+  be->name = ctx->name;
   return be;
 }

@@ -9,7 +9,8 @@
  * the global channel attention folded into conv3's weights (conv3(t s) =
  * t (diag(s) W3), so the scaled copy of t is never written), and the
  * first residual add with the second LayerNorm (add_scaled_layernorm).
- * Only the rounding differs from the reference. */
+ * Only the rounding differs from the reference.  MASKDCPT_CUDA_UNFUSED=1
+ * turns all three off (cuda_backend.c), for timing them. */
 #include <stdint.h>
 
 #include "cuda_internal.h"
@@ -90,7 +91,7 @@ static void cuda_nafblock_forward(mdc_backend *be, const mdc_nafblock_params *p,
   be->pool_mean(be, t, 1, h, w, c, window, pooled);
   be->conv1x1(be, pooled, pooled_n, c, p->sca_w, p->sca_b, c, sv);
   float *u; /* conv3's output */
-  if (global && be->mask_pixels) {
+  if (global && be->mask_pixels && !ctx->unfused) {
     be->mask_pixels(be, p->conv3_w, sv, (size_t)c, c, w3s); /* row i of W3 times s[i] */
     be->conv1x1(be, t, n, c, w3s, p->conv3_b, c, f);
     u = f;
