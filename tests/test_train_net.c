@@ -27,25 +27,36 @@ static double loss(tr_net *t, mdc_backend *be, int n, const float *const *in,
   return l;
 }
 
+/* The training graph of tu_small_arch(width 4, 2 levels, window) with
+ * random weights from seed, for `batch` crops of crop x crop on be; 0, or
+ * -1 after a failed CHECK. */
+static int small_tr_net(tr_net *t, mdc_backend *be, int window, uint64_t seed, int crop,
+                        int batch) {
+  mdc_arch a;
+  tu_small_arch(&a, 4, 2, window);
+  mdc_weights w;
+  mdc_net net;
+  char msg[256];
+  CHECK(mdc_weights_init_random(&w, &a, seed, 0.5f, NULL) == MASKDCPT_OK, "init");
+  CHECK(mdc_net_init(&net, &w, NULL) == MASKDCPT_OK, "net");
+  mdc_weights_clear(&w);
+  if (tr_net_init(t, &net, crop, batch, be, msg, sizeof msg) != 0) {
+    CHECK(0, "tr_net_init: %s", msg);
+    return -1;
+  }
+  return 0;
+}
+
 /* Two crops in one pass, each with its own input, class weights and mask:
  * the per-crop rows of the batched layers (attention means, conditioned
  * norms, masks) all reach the gradients. */
 static void check_gradients(int masked, int window, int fast, int classify_only) {
   mdc_arch a;
   tu_small_arch(&a, 4, 2, window);
-  mdc_weights w;
-  mdc_net net;
-  CHECK(mdc_weights_init_random(&w, &a, 5, 0.5f, NULL) == MASKDCPT_OK, "init");
-  CHECK(mdc_net_init(&net, &w, NULL) == MASKDCPT_OK, "net");
-  mdc_weights_clear(&w);
   tr_net t;
-  char msg[256];
   int crop = 8, nb = 2;
   mdc_backend *be = fast ? mdc_backend_cpu_best_new(2) : mdc_backend_cpu_scalar_new(1);
-  if (tr_net_init(&t, &net, crop, nb, be, msg, sizeof msg) != 0) {
-    CHECK(0, "tr_net_init: %s", msg);
-    return;
-  }
+  if (small_tr_net(&t, be, window, 5, crop, nb) != 0) return;
   size_t n = (size_t)crop * crop * 3;
   float *in0 = tu_test_image(crop, crop, 3, 7), *in1 = tu_test_image(crop, crop, 3, 9);
   float *w_out = tu_test_image(crop, 2 * crop, 3, 8);
@@ -108,19 +119,10 @@ static void check_gradients(int masked, int window, int fast, int classify_only)
 static void check_head_only(int fast) {
   mdc_arch a;
   tu_small_arch(&a, 4, 2, 0);
-  mdc_weights w;
-  mdc_net net;
-  CHECK(mdc_weights_init_random(&w, &a, 6, 0.5f, NULL) == MASKDCPT_OK, "init");
-  CHECK(mdc_net_init(&net, &w, NULL) == MASKDCPT_OK, "net");
-  mdc_weights_clear(&w);
   tr_net t;
-  char msg[256];
   int crop = 8, nb = 2;
   mdc_backend *be = fast ? mdc_backend_cpu_best_new(2) : mdc_backend_cpu_scalar_new(1);
-  if (tr_net_init(&t, &net, crop, nb, be, msg, sizeof msg) != 0) {
-    CHECK(0, "tr_net_init: %s", msg);
-    return;
-  }
+  if (small_tr_net(&t, be, 0, 6, crop, nb) != 0) return;
   float *in0 = tu_test_image(crop, crop, 3, 3), *in1 = tu_test_image(crop, crop, 3, 4);
   const float *ins[2] = {in0, in1};
   double w_log[8] = {0.3, -0.7, 0.2, 0.5, -0.4, 0.1, 0.6, -0.2};
@@ -173,18 +175,8 @@ static void check_batch_equals_crops(int fast) {
   enum { NB = 3, CROP = 16 };
   tr_net t[2];
   mdc_backend *be = fast ? mdc_backend_cpu_best_new(2) : mdc_backend_cpu_scalar_new(1);
-  char msg[256];
-  for (int k = 0; k < 2; k++) {
-    mdc_weights w;
-    mdc_net net;
-    CHECK(mdc_weights_init_random(&w, &a, 11, 0.5f, NULL) == MASKDCPT_OK, "init");
-    CHECK(mdc_net_init(&net, &w, NULL) == MASKDCPT_OK, "net");
-    mdc_weights_clear(&w);
-    if (tr_net_init(&t[k], &net, CROP, k ? NB : 1, be, msg, sizeof msg) != 0) {
-      CHECK(0, "tr_net_init: %s", msg);
-      return;
-    }
-  }
+  for (int k = 0; k < 2; k++)
+    if (small_tr_net(&t[k], be, 0, 11, CROP, k ? NB : 1) != 0) return;
   size_t px = (size_t)CROP * CROP * 3, np = t[0].num_params;
   float *in[NB], *clean[NB];
   float cond[NB][4] = {{0, 1, 0, 0}, {0.2f, 0.2f, 0.5f, 0.1f}, {0}};
