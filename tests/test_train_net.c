@@ -170,8 +170,6 @@ static void check_head_only(int fast) {
  * outputs, logits, losses and accumulated gradients (auto mode for one
  * crop, masks for all: every per-crop path of the batched graph). */
 static void check_batch_equals_crops(int fast) {
-  mdc_arch a;
-  tu_small_arch(&a, 4, 2, 0);
   enum { NB = 3, CROP = 16 };
   tr_net t[2];
   mdc_backend *be = fast ? mdc_backend_cpu_best_new(2) : mdc_backend_cpu_scalar_new(1);
