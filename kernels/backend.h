@@ -113,7 +113,8 @@ struct mdc_backend {
    *   the 2c intermediate).
    * add_scaled_layernorm: y = add_scaled(a, b, s) and ln = layernorm(y),
    *   arguments as there (a residual add and the LayerNorm after it in
-   *   one pass); y may be a or b, ln is neither. */
+   *   one pass); y may be a or b, ln is neither.  Callers go through
+   *   mdc_be_add_scaled_layernorm (below), which composes when NULL. */
   void (*dwconv3x3_gate)(mdc_backend *be, const float *x, int batch, int h, int w, int c,
                          const float *wt, const float *b, float *y);
   void (*add_scaled_layernorm)(mdc_backend *be, const float *a, const float *b, const float *s,
@@ -299,6 +300,21 @@ static inline void mdc_be_zero(mdc_backend *be, void *p, size_t bytes) {
 
 static inline int mdc_be_sync(mdc_backend *be, char *msg, size_t msg_size) {
   return be->sync ? be->sync(be, msg, msg_size) : 0;
+}
+
+/* add_scaled then layernorm of the sum: the backend's fused entry, or the
+ * two plain entries where it has none. */
+static inline void mdc_be_add_scaled_layernorm(mdc_backend *be, const float *a, const float *b,
+                                               const float *s, size_t n, int c,
+                                               const float *ln_g, const float *ln_b,
+                                               size_t gb_every, float eps, float *y, float *ln,
+                                               float *mean, float *rstd) {
+  if (be->add_scaled_layernorm) {
+    be->add_scaled_layernorm(be, a, b, s, n, c, ln_g, ln_b, gb_every, eps, y, ln, mean, rstd);
+    return;
+  }
+  be->add_scaled(be, a, b, s, n, c, y);
+  be->layernorm(be, y, n, c, ln_g, ln_b, gb_every, eps, ln, mean, rstd);
 }
 
 #endif

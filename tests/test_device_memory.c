@@ -270,8 +270,8 @@ static void c_add_scaled_layernorm(mdc_backend *be, const float *a, const float 
                                    const float *ln_b, size_t gb_every, float eps, float *y,
                                    float *ln, float *mean, float *rstd) {
   (void)be, DEV(a), DEV(b), DEV(s), DEV(ln_g), DEV(ln_b), DEV(y), DEV(ln), DEV(mean), DEV(rstd);
-  WRAP(inner->add_scaled(inner, a, b, s, n, c, y);
-       inner->layernorm(inner, y, n, c, ln_g, ln_b, gb_every, eps, ln, mean, rstd));
+  WRAP(mdc_be_add_scaled_layernorm(inner, a, b, s, n, c, ln_g, ln_b, gb_every, eps, y, ln, mean,
+                                   rstd));
 }
 static double c_l1_loss(mdc_backend *be, const float *pred, const float *target, size_t n,
                         float scale, float *grad) {

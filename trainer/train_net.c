@@ -296,13 +296,8 @@ static const float *block_forward(tr_net *t, mdc_backend *be, tr_block_cache *b,
   be->conv1x1(be, b->pool, (size_t)nb, c, p.sca_w, p.sca_b, c, b->s);
   be->scale_channels(be, b->g, b->s, b->hw, n, c, b->gs);
   be->conv1x1(be, b->gs, n, c, p.conv3_w, p.conv3_b, c, b->c3);
-  if (be->add_scaled_layernorm) { /* one pass instead of two (GPU) */
-    be->add_scaled_layernorm(be, x, b->c3, p.beta, n, c, p.norm2_w, p.norm2_b, gbe, eps, b->y,
-                             b->ln2, b->mean2, b->rstd2);
-  } else {
-    be->add_scaled(be, x, b->c3, p.beta, n, c, b->y);
-    be->layernorm(be, b->y, n, c, p.norm2_w, p.norm2_b, gbe, eps, b->ln2, b->mean2, b->rstd2);
-  }
+  mdc_be_add_scaled_layernorm(be, x, b->c3, p.beta, n, c, p.norm2_w, p.norm2_b, gbe, eps, b->y,
+                              b->ln2, b->mean2, b->rstd2);
   be->conv1x1(be, b->ln2, n, c, p.conv4_w, p.conv4_b, 2 * c, b->c4);
   be->simplegate(be, b->c4, n, c, b->g2);
   be->conv1x1(be, b->g2, n, c, p.conv5_w, p.conv5_b, c, b->c5);

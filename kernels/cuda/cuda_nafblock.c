@@ -102,13 +102,8 @@ static void cuda_nafblock_forward(mdc_backend *be, const mdc_nafblock_params *p,
   }
   float *o = u == buf0 ? buf1 : buf0;
   /* y = inp + beta conv3, o = LayerNorm2(y) */
-  if (be->add_scaled_layernorm) {
-    be->add_scaled_layernorm(be, x, u, p->beta, n, c, p->norm2_w, p->norm2_b, 0, eps, y, o, NULL,
-                             NULL);
-  } else {
-    be->add_scaled(be, x, u, p->beta, n, c, y);
-    be->layernorm(be, y, n, c, p->norm2_w, p->norm2_b, 0, eps, o, NULL, NULL);
-  }
+  mdc_be_add_scaled_layernorm(be, x, u, p->beta, n, c, p->norm2_w, p->norm2_b, 0, eps, y, o, NULL,
+                              NULL);
   be->conv1x1(be, o, n, c, p->conv4_w, p->conv4_b, 2 * c, u);
   be->simplegate(be, u, n, c, o);
   be->conv1x1(be, o, n, c, p->conv5_w, p->conv5_b, c, u);
