@@ -9,6 +9,7 @@
 
 #include "checkpoint.h"
 #include "dataset.h"
+#include "degrade.h"
 #include "image_io.h"
 #include "loader.h"
 #include "optim.h"
@@ -356,6 +357,54 @@ static void check_loader(void) {
   CHECK(off_grid[0] == 0 && off_grid[1] > (int)px / 2,
         "8-bit inputs: %d values off the 1/255 grid (want 0); float: %d", off_grid[0],
         off_grid[1]);
+
+  /* Class weights: drawn in proportion (noise 3, haze 0, the rest 1, so
+   * 13 units: noise 3/13, haze never), uniform weights draw as before,
+   * and bad specs are refused. */
+  ds.input_bits = 8;
+  int uniform_labels[64], counts[12] = {0}, draws = 600, same_uniform = 1;
+  for (int i = 0; i < 64; i++) {
+    tr_sample s = {c, d, 0, 0};
+    CHECK(tr_dataset_train_sample(&ds, 9, i, 0, crop, 12, &s, msg, sizeof msg) == 0, "%s", msg);
+    uniform_labels[i] = s.label;
+  }
+  CHECK(tr_dataset_set_class_weights(&ds, "clean=2,noise=2,jpeg=2", 12, msg, sizeof msg) == 0,
+        "%s", msg);
+  CHECK(ds.class_weighted, "unequal weights are weighted");
+  CHECK(tr_dataset_set_class_weights(&ds, "", 12, msg, sizeof msg) == 0 && !ds.class_weighted,
+        "no weights: uniform");
+  for (int i = 0; i < 64; i++) {
+    tr_sample s = {c, d, 0, 0};
+    tr_dataset_train_sample(&ds, 9, i, 0, crop, 12, &s, msg, sizeof msg);
+    same_uniform &= s.label == uniform_labels[i];
+  }
+  CHECK(same_uniform, "uniform weights draw the classes as before");
+  int noise = dg_class_index("noise"), haze = dg_class_index("haze");
+  CHECK(tr_dataset_set_class_weights(&ds, "noise=3,haze=0", 12, msg, sizeof msg) == 0, "%s", msg);
+  for (int i = 0; i < draws; i++)
+    for (int j = 0; j < 12; j++) {
+      tr_sample s = {c, d, -1, 0};
+      CHECK(tr_dataset_train_sample(&ds, 9, i, j, crop, 12, &s, msg, sizeof msg) == 0, "%s", msg);
+      if (s.label >= 0 && s.label < 12) counts[s.label]++;
+    }
+  int n = draws * 12;
+  CHECK(counts[haze] == 0, "weight 0: haze never drawn (%d)", counts[haze]);
+  double share = (double)counts[noise] / n;
+  CHECK(fabs(share - 3.0 / 13) < 0.02, "noise drawn %.3f of the time (want 3/13 = %.3f)", share,
+        3.0 / 13);
+  for (int k = 0; k < 12; k++)
+    if (k != noise && k != haze)
+      CHECK(fabs((double)counts[k] / n - 1.0 / 13) < 0.015, "class %d drawn %.3f (want %.3f)", k,
+            (double)counts[k] / n, 1.0 / 13);
+  const char *bad[] = {"noise", "nosie=2", "noise=-1", "noise=2x", "noise=1,,jpeg=1"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
+    CHECK(tr_dataset_set_class_weights(&ds, bad[i], 12, msg, sizeof msg) != 0,
+          "'%s' refused: %s", bad[i], msg);
+  CHECK(tr_dataset_set_class_weights(&ds, "clean=0,noise=0,gaussian-blur=0,motion-blur=0,"
+                                          "defocus-blur=0,jpeg=0,haze=0,rain=0,low-light=0,"
+                                          "low-resolution=0,mixed-realesrgan=0,mixed-lowlight=0",
+                                     12, msg, sizeof msg) != 0 && strstr(msg, "every weight is 0"),
+        "all zero refused: %s", msg);
   free(c);
   free(d);
   tr_dataset_free(&ds);

@@ -208,6 +208,71 @@ static int degrade_into(const tr_dataset *ds, tr_sample *out, int crop, int labe
   return 0;
 }
 
+/* The class for the random word d: d mod num_classes when uniform, else
+ * by the weights' cumulative sums. */
+static int pick_class(const tr_dataset *ds, uint64_t d, int num_classes) {
+  if (!ds->class_weighted) return (int)(d % (uint64_t)num_classes);
+  double total = 0;
+  for (int k = 0; k < num_classes; k++) total += ds->class_weight[k];
+  double u = (double)(d >> 11) * (1.0 / 9007199254740992.0) * total;
+  int last = 0;
+  for (int k = 0; k < num_classes; k++) {
+    if (ds->class_weight[k] <= 0) continue;
+    last = k;
+    if (u < ds->class_weight[k]) return k;
+    u -= ds->class_weight[k];
+  }
+  return last; /* rounding left u at the very end */
+}
+
+int tr_dataset_set_class_weights(tr_dataset *ds, const char *spec, int num_classes, char *msg,
+                                 size_t msg_size) {
+  if (num_classes < 1 || num_classes > TR_MAX_CLASSES) {
+    snprintf(msg, msg_size, "class weights: %d classes", num_classes);
+    return -1;
+  }
+  double w[TR_MAX_CLASSES];
+  for (int k = 0; k < num_classes; k++) w[k] = 1.0;
+  const char *p = spec;
+  while (*p) {
+    const char *eq = strchr(p, '='), *comma = strchr(p, ',');
+    if (!comma) comma = p + strlen(p);
+    if (!eq || eq > comma) {
+      snprintf(msg, msg_size, "class weights: '%.*s' is not NAME=WEIGHT", (int)(comma - p), p);
+      return -1;
+    }
+    char name[64];
+    snprintf(name, sizeof name, "%.*s", (int)(eq - p), p);
+    int k = dg_class_index(name);
+    if (k < 0 || k >= num_classes) {
+      snprintf(msg, msg_size, "class weights: unknown class '%s' (maskdcpt degrade --list)", name);
+      return -1;
+    }
+    char *end;
+    double x = strtod(eq + 1, &end);
+    if (end != comma || !(x >= 0 && x <= 1e6)) {
+      snprintf(msg, msg_size, "class weights: bad weight for %s: '%.*s'", name,
+               (int)(comma - eq - 1), eq + 1);
+      return -1;
+    }
+    w[k] = x;
+    p = *comma ? comma + 1 : comma;
+  }
+  double total = 0;
+  int uniform = 1;
+  for (int k = 0; k < num_classes; k++) {
+    total += w[k];
+    uniform &= w[k] == w[0];
+  }
+  if (!(total > 0)) {
+    snprintf(msg, msg_size, "class weights: every weight is 0");
+    return -1;
+  }
+  ds->class_weighted = !uniform;
+  for (int k = 0; k < num_classes; k++) ds->class_weight[k] = w[k];
+  return 0;
+}
+
 int tr_dataset_train_sample(const tr_dataset *ds, uint64_t seed, long step, int index, int crop,
                             int num_classes, tr_sample *out, char *msg, size_t msg_size) {
   if (ds->num_train == 0 || num_classes < 1 || num_classes > dg_num_classes()) {
@@ -226,7 +291,7 @@ int tr_dataset_train_sample(const tr_dataset *ds, uint64_t seed, long step, int 
   int x0 = (int)(a % (uint64_t)(p->width - crop + 1));
   int y0 = (int)(b % (uint64_t)(p->height - crop + 1));
   crop_photo(p, x0, y0, crop, (int)(c & 7), out->clean);
-  int label = (int)(d % (uint64_t)num_classes);
+  int label = pick_class(ds, d, num_classes);
   float level = (float)((mix64(r + 5) >> 11) * (1.0 / 9007199254740992.0));
   return degrade_into(ds, out, crop, label, level, mix64(r + 6), msg, msg_size);
 }

@@ -15,6 +15,7 @@
  * photos, chosen by a hash of the name seeded with 7. */
 #define TR_VAL_FRACTION 0.05
 #define TR_SPLIT_SEED 7
+#define TR_MAX_CLASSES 32
 
 typedef struct tr_photo {
   char *name; /* file name, for messages and the manifest */
@@ -33,7 +34,18 @@ typedef struct tr_dataset {
    * in float).  Unrounded training lets the classifier rely on detail below
    * 1/255 that real 8-bit photos do not have. */
   int input_bits;
+  /* Relative weights of the training classes (num_classes of the
+   * registry's first ones); class_weighted == 0: uniform, drawn as before
+   * weights existed, so earlier runs' samples stay the same. */
+  int class_weighted;
+  double class_weight[TR_MAX_CLASSES];
 } tr_dataset;
+
+/* Parses "name=W,name=W,..." (registry class names, W >= 0; unnamed
+ * classes keep 1) into ds's class weights.  0, or -1 with a message for an
+ * unknown name, a bad number, or all weights 0. */
+int tr_dataset_set_class_weights(tr_dataset *ds, const char *spec, int num_classes, char *msg,
+                                 size_t msg_size);
 
 /* Loads every .png/.jpg/.jpeg/.webp in `dir` (or every path listed, one per
  * line, in a file), skipping photos smaller than min_side on either side.
@@ -53,8 +65,8 @@ typedef struct tr_sample {
 
 /* Training sample `index` of step `step`: a random crop of a random
  * training photo, flipped and rotated by 90-degree steps, degraded with a
- * class and level drawn uniformly (num_classes of the registry's first
- * classes).  0, or -1 with a message. */
+ * class (num_classes of the registry's first classes, uniformly or by the
+ * class weights) and a level drawn uniformly.  0, or -1 with a message. */
 int tr_dataset_train_sample(const tr_dataset *ds, uint64_t seed, long step, int index, int crop,
                             int num_classes, tr_sample *out, char *msg, size_t msg_size);
 

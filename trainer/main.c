@@ -29,6 +29,7 @@ static const char *mode_names[] = {"scratch", "maskdcpt", "dcpt", "finetune", "c
 
 typedef struct settings {
   const char *data, *out, *init;
+  const char *class_weights; /* --class-weights spec, NULL: uniform */
   train_mode mode;
   mdc_arch arch;
   int crop, batch, micro_batch, threads, loader_threads;
@@ -100,6 +101,9 @@ static const char *usage =
     "                      (default 80: NAFNet's 1e-8)\n"
     "  --input-bits N      round degraded crops to N bits per channel, as real\n"
     "                      photos are (default 8; 0 = keep them in float)\n"
+    "  --class-weights L   how often each class is drawn, relative, e.g.\n"
+    "                      noise=3,low-light=2 (unnamed classes 1; default:\n"
+    "                      all equal)\n"
     "  --fp16              export the weights as float16\n"
     "  --focal-gamma X     focal loss gamma (2; 0 = cross-entropy)\n"
     "  --cls-weight X      weight of the classification loss (0.1)\n"
@@ -137,7 +141,7 @@ static void parse_args(int argc, char **argv, settings *s) {
       {"checkpoint-every", 1, 0, 'K'}, {"resume", 0, 0, 'R'}, {"help", 0, 0, 'h'},
       {"loader-threads", 1, 0, 'L'}, {"loss", 1, 0, 'o'}, {"fp16", 0, 0, 'F'},
       {"device", 1, 0, 'D'},   {"psnr-cap", 1, 0, 'Q'},  {"input-bits", 1, 0, 'I'},
-      {"micro-batch", 1, 0, 'B'},
+      {"micro-batch", 1, 0, 'B'}, {"class-weights", 1, 0, 'T'},
       {0, 0, 0, 0}};
   memset(s, 0, sizeof *s);
   s->mode = MODE_MASKDCPT;
@@ -200,6 +204,7 @@ static void parse_args(int argc, char **argv, settings *s) {
     case 'F': s->fp16 = 1; break;
     case 'Q': s->psnr_cap = atof(optarg); break;
     case 'I': s->input_bits = atoi(optarg); break;
+    case 'T': s->class_weights = optarg; break;
     case 'D':
       if (strcmp(optarg, "auto") && strcmp(optarg, "cpu") && strcmp(optarg, "cuda"))
         die("--device: auto, cpu or cuda, not '%s'", optarg);
@@ -224,6 +229,13 @@ static void parse_args(int argc, char **argv, settings *s) {
   s->arch.num_classes = dg_num_classes();
   for (int i = 0; i < s->arch.num_classes; i++)
     snprintf(s->arch.class_names[i], MDC_MAX_CLASS_NAME, "%s", dg_class_name(i));
+  if (s->class_weights) { /* checked now, before the photos load */
+    tr_dataset probe = {0};
+    char msg[256];
+    if (tr_dataset_set_class_weights(&probe, s->class_weights, s->arch.num_classes, msg,
+                                     sizeof msg))
+      die("--class-weights: %s", msg);
+  }
 }
 
 /* The settings that must match for a resume, as JSON. */
@@ -234,10 +246,13 @@ static char *settings_json(const settings *s) {
            "{\"mode\":\"%s\",\"arch\":%s,\"crop\":%d,\"batch\":%d,\"steps\":%ld,\"lr\":%g,"
            "\"warmup\":%ld,\"wd\":%g,\"clip\":%g,\"ema\":%g,\"focal_gamma\":%g,"
            "\"cls_weight\":%g,\"mask_ratio\":%g,\"seed\":%ld,\"init\":\"%s\","
-           "\"loss\":\"%s\",\"psnr_cap\":%g,\"input_bits\":%d,\"synthesis_version\":%d}",
+           "\"loss\":\"%s\",\"psnr_cap\":%g,\"input_bits\":%d,\"synthesis_version\":%d%s%s%s}",
            mode_names[s->mode], arch, s->crop, s->batch, s->steps, s->lr, s->warmup, s->wd,
            s->clip, s->ema, s->focal_gamma, s->cls_weight, s->mask_ratio, s->seed,
-           s->init ? s->init : "", s->psnr_loss ? "psnr" : "l1", s->psnr_cap, s->input_bits, DG_VERSION);
+           s->init ? s->init : "", s->psnr_loss ? "psnr" : "l1", s->psnr_cap, s->input_bits, DG_VERSION,
+           /* only when given, so that earlier runs' checkpoints still resume */
+           s->class_weights ? ",\"class_weights\":\"" : "",
+           s->class_weights ? s->class_weights : "", s->class_weights ? "\"" : "");
   free(arch);
   return buf;
 }
@@ -357,6 +372,9 @@ int main(int argc, char **argv) {
   if (tr_dataset_load(&ds, s.data, s.crop, s.val_fraction, TR_SPLIT_SEED, msg, sizeof msg) != 0)
     die("%s", msg);
   ds.input_bits = s.input_bits;
+  if (s.class_weights &&
+      tr_dataset_set_class_weights(&ds, s.class_weights, s.arch.num_classes, msg, sizeof msg))
+    die("--class-weights: %s", msg);
 
   /* optimizer state: param (= the net's storage), m, v, ema in the
    * backend's memory; `st` holds host copies for checkpoints and export */
