@@ -41,16 +41,17 @@ static __device__ __forceinline__ float4 vfma(float4 a, float4 b, float4 acc) {
                      fmaf(a.w, b.w, acc.w));
 }
 
-/* in(row, px - 1 .. px + 1, k), zero outside the image; cq channels of V */
-template <typename V>
+/* in(row, px - 1 .. px + 1, k) in fp32, zero outside the image; cq
+ * channels of the storage type V, P its fp32 counterpart */
+template <typename V, typename P = typename act_traits<V>::param>
 static __device__ __forceinline__ void load_row3(const V *in, int row, int px, int h, int w,
-                                                 unsigned cq, unsigned k, V out[3]) {
+                                                 unsigned cq, unsigned k, P out[3]) {
 #pragma unroll
   for (int d = 0; d < 3; d++) {
     int col = px + d - 1;
     out[d] = row >= 0 && row < h && col >= 0 && col < w
-                 ? in[((size_t)row * w + col) * cq + k]
-                 : vzero<V>();
+                 ? ldf(in[((size_t)row * w + col) * cq + k])
+                 : vzero<P>();
   }
 }
 
@@ -60,9 +61,9 @@ static __device__ __forceinline__ void load_row3(const V *in, int row, int px, i
  * in(py + ty - 1, px + tx - 1, k) wt[t][k], taps in order as the CPU.
  * flip: use wt[8 - t] (the transposed kernel: dx from dy).  One thread
  * per (image, chunk of FWD_ROWS rows, px, k), k fastest. */
-template <typename V>
+template <typename V, typename P = typename act_traits<V>::param>
 static __global__ void dwconv3x3_kernel(const V *in_all, int batch, int h, int w, unsigned cq,
-                                        const V *wt, const V *b, int flip, V *out_all) {
+                                        const P *wt, const P *b, int flip, V *out_all) {
   const size_t nchunks = ((size_t)h + FWD_ROWS - 1) / FWD_ROWS;
   const size_t image = (size_t)h * w * cq;
   GRID_STRIDE(t, (size_t)batch * nchunks * w * cq) {
@@ -72,23 +73,23 @@ static __global__ void dwconv3x3_kernel(const V *in_all, int batch, int h, int w
     int r1 = r0 + FWD_ROWS < h ? r0 + FWD_ROWS : h;
     const V *in = in_all + img * image;
     V *out = out_all + img * image;
-    V wr[9];
+    P wr[9];
 #pragma unroll
     for (int tap = 0; tap < 9; tap++) wr[tap] = wt[(size_t)(flip ? 8 - tap : tap) * cq + k];
-    const V bias = b ? b[k] : vzero<V>();
-    V top[3], mid[3], bot[3];
+    const P bias = b ? b[k] : vzero<P>();
+    P top[3], mid[3], bot[3];
     load_row3(in, r0 - 1, px, h, w, cq, k, top);
     load_row3(in, r0, px, h, w, cq, k, mid);
     for (int py = r0; py < r1; py++) {
       load_row3(in, py + 1, px, h, w, cq, k, bot);
-      V acc = bias;
+      P acc = bias;
 #pragma unroll
       for (int d = 0; d < 3; d++) acc = vfma(top[d], wr[d], acc);
 #pragma unroll
       for (int d = 0; d < 3; d++) acc = vfma(mid[d], wr[3 + d], acc);
 #pragma unroll
       for (int d = 0; d < 3; d++) acc = vfma(bot[d], wr[6 + d], acc);
-      out[((size_t)py * w + px) * cq + k] = acc;
+      stf(out + ((size_t)py * w + px) * cq + k, acc);
 #pragma unroll
       for (int d = 0; d < 3; d++) {
         top[d] = mid[d];
@@ -98,19 +99,20 @@ static __global__ void dwconv3x3_kernel(const V *in_all, int batch, int h, int w
   }
 }
 
+/* in and out: activations; wt and b: fp32 parameters (16-byte aligned
+ * for the four-wide path). */
 static void dwconv_launch(mdc_backend *be, mdc_cuda_ctx *ctx, const char *what, const float *in,
                           int batch, int h, int w, int c, const float *wt, const float *b,
                           int flip, float *out) {
   size_t items = (size_t)batch * (((size_t)h + FWD_ROWS - 1) / FWD_ROWS) * w;
-  if (c % 4 == 0 && aligned16(in) && aligned16(wt) && aligned16(b) && aligned16(out)) {
-    unsigned c4 = (unsigned)c / 4;
-    dwconv3x3_kernel<float4><<<mdc_cuda_blocks(items * c4, THREADS), THREADS, 0, ctx->stream>>>(
-        (const float4 *)in, batch, h, w, c4, (const float4 *)wt, (const float4 *)b, flip,
-        (float4 *)out);
-  } else {
-    dwconv3x3_kernel<float><<<mdc_cuda_blocks(items * c, THREADS), THREADS, 0, ctx->stream>>>(
-        in, batch, h, w, (unsigned)c, wt, b, flip, out);
-  }
+  bool vec = c % 4 == 0 && aligned16(wt) && aligned16(b);
+  with_act_type(ctx, vec, {in, out}, [&](auto v) {
+    typedef decltype(v) V;
+    typedef typename act_traits<V>::param P;
+    unsigned cv = (unsigned)c / act_traits<V>::width;
+    dwconv3x3_kernel<V><<<mdc_cuda_blocks(items * cv, THREADS), THREADS, 0, ctx->stream>>>(
+        (const V *)in, batch, h, w, cv, (const P *)wt, (const P *)b, flip, (V *)out);
+  });
   mdc_cuda_check_launch(be, what);
 }
 
@@ -125,9 +127,9 @@ static void cuda_dwconv3x3(mdc_backend *be, const float *x, int batch, int h, in
  * conv(k + c) for k < c, each conv as dwconv3x3_kernel's (same taps in
  * the same order, so the same bits as the two entries one after the
  * other).  cq: output channels in units of V; the input has 2 cq. */
-template <typename V>
+template <typename V, typename P = typename act_traits<V>::param>
 static __global__ void dwconv3x3_gate_kernel(const V *in_all, int batch, int h, int w,
-                                             unsigned cq, const V *wt, const V *b,
+                                             unsigned cq, const P *wt, const P *b,
                                              V *out_all) {
   const size_t nchunks = ((size_t)h + FWD_ROWS - 1) / FWD_ROWS;
   const unsigned cin = 2 * cq;
@@ -138,14 +140,14 @@ static __global__ void dwconv3x3_gate_kernel(const V *in_all, int batch, int h, 
     int r1 = r0 + FWD_ROWS < h ? r0 + FWD_ROWS : h;
     const V *in = in_all + img * h * w * cin;
     V *out = out_all + img * h * w * cq;
-    V wa[9], wb[9];
+    P wa[9], wb[9];
 #pragma unroll
     for (int tap = 0; tap < 9; tap++) {
       wa[tap] = wt[(size_t)tap * cin + k];
       wb[tap] = wt[(size_t)tap * cin + cq + k];
     }
-    const V ba = b ? b[k] : vzero<V>(), bb = b ? b[cq + k] : vzero<V>();
-    V at[3], am[3], ab[3], bt[3], bm[3], bbot[3];
+    const P ba = b ? b[k] : vzero<P>(), bb = b ? b[cq + k] : vzero<P>();
+    P at[3], am[3], ab[3], bt[3], bm[3], bbot[3];
     load_row3(in, r0 - 1, px, h, w, cin, k, at);
     load_row3(in, r0, px, h, w, cin, k, am);
     load_row3(in, r0 - 1, px, h, w, cin, cq + k, bt);
@@ -153,7 +155,7 @@ static __global__ void dwconv3x3_gate_kernel(const V *in_all, int batch, int h, 
     for (int py = r0; py < r1; py++) {
       load_row3(in, py + 1, px, h, w, cin, k, ab);
       load_row3(in, py + 1, px, h, w, cin, cq + k, bbot);
-      V acc_a = ba, acc_b = bb;
+      P acc_a = ba, acc_b = bb;
 #pragma unroll
       for (int d = 0; d < 3; d++)
         acc_a = vfma(at[d], wa[d], acc_a), acc_b = vfma(bt[d], wb[d], acc_b);
@@ -163,7 +165,7 @@ static __global__ void dwconv3x3_gate_kernel(const V *in_all, int batch, int h, 
 #pragma unroll
       for (int d = 0; d < 3; d++)
         acc_a = vfma(ab[d], wa[6 + d], acc_a), acc_b = vfma(bbot[d], wb[6 + d], acc_b);
-      out[((size_t)py * w + px) * cq + k] = vmul(acc_a, acc_b);
+      stf(out + ((size_t)py * w + px) * cq + k, vmul(acc_a, acc_b));
 #pragma unroll
       for (int d = 0; d < 3; d++) {
         at[d] = am[d], am[d] = ab[d];
@@ -178,16 +180,14 @@ static void cuda_dwconv3x3_gate(mdc_backend *be, const float *x, int batch, int 
   mdc_cuda_ctx *ctx = live_ctx(be);
   if (!ctx || batch <= 0 || h <= 0 || w <= 0 || c <= 0) return;
   size_t items = (size_t)batch * (((size_t)h + FWD_ROWS - 1) / FWD_ROWS) * w;
-  if (c % 4 == 0 && aligned16(x) && aligned16(wt) && aligned16(b) && aligned16(y)) {
-    unsigned c4 = (unsigned)c / 4;
-    dwconv3x3_gate_kernel<float4>
-        <<<mdc_cuda_blocks(items * c4, THREADS), THREADS, 0, ctx->stream>>>(
-            (const float4 *)x, batch, h, w, c4, (const float4 *)wt, (const float4 *)b,
-            (float4 *)y);
-  } else {
-    dwconv3x3_gate_kernel<float><<<mdc_cuda_blocks(items * c, THREADS), THREADS, 0, ctx->stream>>>(
-        x, batch, h, w, (unsigned)c, wt, b, y);
-  }
+  bool vec = c % 4 == 0 && aligned16(wt) && aligned16(b);
+  with_act_type(ctx, vec, {x, y}, [&](auto v) {
+    typedef decltype(v) V;
+    typedef typename act_traits<V>::param P;
+    unsigned cv = (unsigned)c / act_traits<V>::width;
+    dwconv3x3_gate_kernel<V><<<mdc_cuda_blocks(items * cv, THREADS), THREADS, 0, ctx->stream>>>(
+        (const V *)x, batch, h, w, cv, (const P *)wt, (const P *)b, (V *)y);
+  });
   mdc_cuda_check_launch(be, "dwconv3x3_gate");
 }
 

@@ -91,28 +91,34 @@ static __device__ __forceinline__ size_t row_of(size_t i, size_t every) {
 /* The residual add fused in front of a LayerNorm (add_scaled_layernorm):
  * the row normalised is x + s * r (s NULL: x + r), also stored to sum.
  * r NULL: a plain LayerNorm of x. */
-struct ln_residual {
-  const float *r, *s;
-  float *sum;
+template <class A> struct ln_residual {
+  const A *r;
+  const float *s;
+  A *sum;
 };
 
-/* x[k] (+ s[k] r[k], stored) of pixel i; a + s * b as add_scaled_kernel. */
-static __device__ __forceinline__ float ln_input(const float *x, ln_residual res, size_t i, int c,
+/* x[k] (+ s[k] r[k], stored) of pixel i; a + s * b as add_scaled_kernel.
+ * The value normalised is the one stored (rounded to A), as when the sum
+ * is read back by a separate LayerNorm. */
+template <class A>
+static __device__ __forceinline__ float ln_input(const A *x, ln_residual<A> res, size_t i, int c,
                                                  int k) {
-  float v = x[i * c + k];
+  float v = ldf(x[i * c + k]);
   if (res.r) {
-    v = res.s ? v + res.s[k] * res.r[i * c + k] : v + res.r[i * c + k];
-    res.sum[i * c + k] = v;
+    float r = ldf(res.r[i * c + k]);
+    v = res.s ? v + res.s[k] * r : v + r;
+    stf(res.sum + i * c + k, v);
+    v = ldf(res.sum[i * c + k]);
   }
   return v;
 }
 
 /* One warp per pixel for c <= 32 * VPT: each lane keeps channels
  * lane, lane + 32, ... in registers, so x is read once. */
-template <int VPT>
-static __global__ void layernorm_warp_kernel(const float *x, ln_residual res, size_t n, int c,
+template <int VPT, class A>
+static __global__ void layernorm_warp_kernel(const A *x, ln_residual<A> res, size_t n, int c,
                                              const float *g, const float *b, size_t gb_every,
-                                             float eps, float *y, float *mean, float *rstd) {
+                                             float eps, A *y, float *mean, float *rstd) {
   const int lane = threadIdx.x & 31;
   const size_t nwarps = ((size_t)gridDim.x * blockDim.x) >> 5;
   for (size_t i = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; i < n; i += nwarps) {
@@ -140,11 +146,11 @@ static __global__ void layernorm_warp_kernel(const float *x, ln_residual res, si
     const float rs = 1.0f / sqrtf(warp_sum(q) / c + eps);
     const size_t row = row_of(i, gb_every) * c;
     const float *gr = g + row, *br = b + row; /* this pixel's row of g and b */
-    float *yi = y + i * c;
+    A *yi = y + i * c;
 #pragma unroll
     for (int t = 0; t < VPT; t++) {
       int k = t * 32 + lane;
-      if (k < c) yi[k] = (v[t] - corr) * rs * gr[k] + br[k];
+      if (k < c) stf(yi + k, (v[t] - corr) * rs * gr[k] + br[k]);
     }
     if (lane == 0) {
       if (mean) mean[i] = mu + corr;
@@ -155,31 +161,32 @@ static __global__ void layernorm_warp_kernel(const float *x, ln_residual res, si
 
 /* Wide rows (c > 1024): one block per pixel, four passes over the row
  * (at most 16 KiB, so the later ones hit L1). */
-static __global__ void layernorm_block_kernel(const float *x, ln_residual res, size_t n, int c,
+template <class A>
+static __global__ void layernorm_block_kernel(const A *x, ln_residual<A> res, size_t n, int c,
                                               const float *g, const float *b, size_t gb_every,
-                                              float eps, float *y, float *mean, float *rstd) {
+                                              float eps, A *y, float *mean, float *rstd) {
   __shared__ float sh[32];
   for (size_t i = blockIdx.x; i < n; i += gridDim.x) {
     /* with a residual, the later passes read the sum back: each thread
      * the elements it wrote */
-    const float *xi = (res.r ? res.sum : x) + i * c;
+    const A *xi = (res.r ? res.sum : x) + i * c;
     float s = 0.0f;
     for (int k = threadIdx.x; k < c; k += blockDim.x) s += ln_input(x, res, i, c, k);
     const float mu = block_sum(s, sh) / c;
     s = 0.0f;
-    for (int k = threadIdx.x; k < c; k += blockDim.x) s += xi[k] - mu;
+    for (int k = threadIdx.x; k < c; k += blockDim.x) s += ldf(xi[k]) - mu;
     const float corr = block_sum(s, sh) / c;
     float q = 0.0f;
     for (int k = threadIdx.x; k < c; k += blockDim.x) {
-      float d = (xi[k] - mu) - corr;
+      float d = (ldf(xi[k]) - mu) - corr;
       q += d * d;
     }
     const float rs = 1.0f / sqrtf(block_sum(q, sh) / c + eps);
     const size_t row = row_of(i, gb_every) * c;
     const float *gr = g + row, *br = b + row; /* this pixel's row of g and b */
-    float *yi = y + i * c;
+    A *yi = y + i * c;
     for (int k = threadIdx.x; k < c; k += blockDim.x)
-      yi[k] = ((xi[k] - mu) - corr) * rs * gr[k] + br[k];
+      stf(yi + k, ((ldf(xi[k]) - mu) - corr) * rs * gr[k] + br[k]);
     if (threadIdx.x == 0) {
       if (mean) mean[i] = mu + corr;
       if (rstd) rstd[i] = rs;
@@ -187,8 +194,9 @@ static __global__ void layernorm_block_kernel(const float *x, ln_residual res, s
   }
 }
 
-typedef void (*layernorm_fn)(const float *, ln_residual, size_t, int, const float *,
-                             const float *, size_t, float, float *, float *, float *);
+template <class A>
+using layernorm_fn = void (*)(const A *, ln_residual<A>, size_t, int, const float *,
+                              const float *, size_t, float, A *, float *, float *);
 typedef void (*layernorm_dx_fn)(const float *, size_t, int, const float *, size_t, const float *,
                                 const float *, const float *, float *);
 
@@ -205,42 +213,47 @@ static unsigned layernorm_blocks(size_t n, int c) {
   return warp_vpt(c) ? mdc_cuda_blocks(n, THREADS / 32) : mdc_cuda_blocks(n, 1);
 }
 
-static layernorm_fn layernorm_kernel_for(int c) {
+template <class A> static layernorm_fn<A> layernorm_kernel_for(int c) {
   switch (warp_vpt(c)) {
-  case 1: return layernorm_warp_kernel<1>;
-  case 2: return layernorm_warp_kernel<2>;
-  case 4: return layernorm_warp_kernel<4>;
-  case 8: return layernorm_warp_kernel<8>;
-  case 16: return layernorm_warp_kernel<16>;
-  case 32: return layernorm_warp_kernel<32>;
-  default: return layernorm_block_kernel;
+  case 1: return layernorm_warp_kernel<1, A>;
+  case 2: return layernorm_warp_kernel<2, A>;
+  case 4: return layernorm_warp_kernel<4, A>;
+  case 8: return layernorm_warp_kernel<8, A>;
+  case 16: return layernorm_warp_kernel<16, A>;
+  case 32: return layernorm_warp_kernel<32, A>;
+  default: return layernorm_block_kernel<A>;
   }
 }
 
-static void layernorm_launch(mdc_backend *be, const char *what, const float *x, ln_residual res,
-                             size_t n, int c, const float *g, const float *b, size_t gb_every,
-                             float eps, float *y, float *mean, float *rstd) {
+/* x, r, y, ln: activations (float or, in the fp16 mode, __half). */
+static void layernorm_launch(mdc_backend *be, const char *what, const void *x, const void *r,
+                             const float *s, size_t n, int c, const float *g, const float *b,
+                             size_t gb_every, float eps, void *sum, void *y, float *mean,
+                             float *rstd) {
   mdc_cuda_ctx *ctx = live_ctx(be);
   if (!ctx || n == 0 || c <= 0) return;
-  layernorm_fn kernel = layernorm_kernel_for(c);
-  kernel<<<layernorm_blocks(n, c), THREADS, 0, ctx->stream>>>(x, res, n, c, g, b, gb_every, eps,
-                                                              y, mean, rstd);
+  with_act_scalar(ctx, [&](auto v) {
+    typedef decltype(v) A;
+    ln_residual<A> res = {(const A *)r, s, (A *)sum};
+    layernorm_fn<A> kernel = layernorm_kernel_for<A>(c);
+    kernel<<<layernorm_blocks(n, c), THREADS, 0, ctx->stream>>>((const A *)x, res, n, c, g, b,
+                                                                gb_every, eps, (A *)y, mean, rstd);
+  });
   mdc_cuda_check_launch(be, what);
 }
 
 static void cuda_layernorm(mdc_backend *be, const float *x, size_t n, int c, const float *g,
                            const float *b, size_t gb_every, float eps, float *y, float *mean,
                            float *rstd) {
-  ln_residual none = {NULL, NULL, NULL};
-  layernorm_launch(be, "layernorm", x, none, n, c, g, b, gb_every, eps, y, mean, rstd);
+  layernorm_launch(be, "layernorm", x, NULL, NULL, n, c, g, b, gb_every, eps, NULL, y, mean, rstd);
 }
 
 static void cuda_add_scaled_layernorm(mdc_backend *be, const float *a, const float *r,
                                       const float *s, size_t n, int c, const float *g,
                                       const float *b, size_t gb_every, float eps, float *y,
                                       float *ln, float *mean, float *rstd) {
-  ln_residual res = {r, s, y};
-  layernorm_launch(be, "add_scaled_layernorm", a, res, n, c, g, b, gb_every, eps, ln, mean, rstd);
+  layernorm_launch(be, "add_scaled_layernorm", a, r, s, n, c, g, b, gb_every, eps, y, ln, mean,
+                   rstd);
 }
 
 /* With xh = (x - mean) rstd and e = dy g:
@@ -350,21 +363,19 @@ static __global__ void simplegate_kernel(const V *x, size_t n, unsigned c, V *y)
   GRID_STRIDE(j, n * c) {
     unsigned k;
     size_t i = split_index(j, c, &k);
-    y[j] = vmul(x[i * 2 * c + k], x[i * 2 * c + c + k]);
+    stf(y + j, vmul(ldf(x[i * 2 * c + k]), ldf(x[i * 2 * c + c + k])));
   }
 }
 
 static void cuda_simplegate(mdc_backend *be, const float *x, size_t n, int c, float *y) {
   mdc_cuda_ctx *ctx = live_ctx(be);
   if (!ctx || n == 0 || c <= 0) return;
-  if (c % 4 == 0 && aligned16(x) && aligned16(y)) {
-    unsigned c4 = (unsigned)c / 4;
-    simplegate_kernel<float4><<<mdc_cuda_blocks(n * c4, THREADS), THREADS, 0, ctx->stream>>>(
-        (const float4 *)x, n, c4, (float4 *)y);
-  } else {
-    simplegate_kernel<float><<<mdc_cuda_blocks(n * c, THREADS), THREADS, 0, ctx->stream>>>(
-        x, n, (unsigned)c, y);
-  }
+  with_act_type(ctx, c % 4 == 0, {x, y}, [&](auto v) {
+    typedef decltype(v) V;
+    unsigned cv = (unsigned)c / act_traits<V>::width;
+    simplegate_kernel<V><<<mdc_cuda_blocks(n * cv, THREADS), THREADS, 0, ctx->stream>>>(
+        (const V *)x, n, cv, (V *)y);
+  });
   mdc_cuda_check_launch(be, "simplegate");
 }
 
@@ -399,22 +410,21 @@ static __global__ void scale_channels_kernel(const V *x, const V *s, size_t s_ev
   GRID_STRIDE(j, n * c) {
     unsigned k;
     size_t i = split_index(j, c, &k);
-    y[j] = vmul(x[j], s[row_of(i, s_every) * c + k]);
+    stf(y + j, vmul(ldf(x[j]), ldf(s[row_of(i, s_every) * c + k])));
   }
 }
 
+/* s is an activation too (the attention's conv output). */
 static void cuda_scale_channels(mdc_backend *be, const float *x, const float *s, size_t s_every,
                                 size_t n, int c, float *y) {
   mdc_cuda_ctx *ctx = live_ctx(be);
   if (!ctx || n == 0 || c <= 0) return;
-  if (c % 4 == 0 && aligned16(x) && aligned16(s) && aligned16(y)) {
-    unsigned c4 = (unsigned)c / 4;
-    scale_channels_kernel<float4><<<mdc_cuda_blocks(n * c4, THREADS), THREADS, 0, ctx->stream>>>(
-        (const float4 *)x, (const float4 *)s, s_every, n, c4, (float4 *)y);
-  } else {
-    scale_channels_kernel<float><<<mdc_cuda_blocks(n * c, THREADS), THREADS, 0, ctx->stream>>>(
-        x, s, s_every, n, (unsigned)c, y);
-  }
+  with_act_type(ctx, c % 4 == 0, {x, s, y}, [&](auto v) {
+    typedef decltype(v) V;
+    unsigned cv = (unsigned)c / act_traits<V>::width;
+    scale_channels_kernel<V><<<mdc_cuda_blocks(n * cv, THREADS), THREADS, 0, ctx->stream>>>(
+        (const V *)x, (const V *)s, s_every, n, cv, (V *)y);
+  });
   mdc_cuda_check_launch(be, "scale_channels");
 }
 
@@ -470,13 +480,14 @@ static void cuda_scale_channels_backward(mdc_backend *be, const float *x, const 
 /* y = a + s b (s NULL: a + b); each element is read before it is written,
  * by the same thread, so y may be a or b. */
 template <typename V>
-static __global__ void add_scaled_kernel(const V *a, const V *b, const V *s, size_t n,
+static __global__ void add_scaled_kernel(const V *a, const V *b,
+                                         const typename act_traits<V>::param *s, size_t n,
                                          unsigned c, V *y) {
   GRID_STRIDE(j, n * c) {
     unsigned k;
     split_index(j, c, &k);
-    V av = a[j], bv = b[j];
-    y[j] = s ? vaxpy(av, s[k], bv) : vadd(av, bv);
+    auto av = ldf(a[j]), bv = ldf(b[j]);
+    stf(y + j, s ? vaxpy(av, s[k], bv) : vadd(av, bv));
   }
 }
 
@@ -484,14 +495,14 @@ static void cuda_add_scaled(mdc_backend *be, const float *a, const float *b, con
                             size_t n, int c, float *y) {
   mdc_cuda_ctx *ctx = live_ctx(be);
   if (!ctx || n == 0 || c <= 0) return;
-  if (c % 4 == 0 && aligned16(a) && aligned16(b) && aligned16(s) && aligned16(y)) {
-    unsigned c4 = (unsigned)c / 4;
-    add_scaled_kernel<float4><<<mdc_cuda_blocks(n * c4, THREADS), THREADS, 0, ctx->stream>>>(
-        (const float4 *)a, (const float4 *)b, (const float4 *)s, n, c4, (float4 *)y);
-  } else {
-    add_scaled_kernel<float><<<mdc_cuda_blocks(n * c, THREADS), THREADS, 0, ctx->stream>>>(
-        a, b, s, n, (unsigned)c, y);
-  }
+  /* s (a parameter) stays fp32: 16-byte aligned for the float4 view */
+  with_act_type(ctx, c % 4 == 0 && (!s || aligned16(s)), {a, b, y}, [&](auto v) {
+    typedef decltype(v) V;
+    typedef typename act_traits<V>::param P;
+    unsigned cv = (unsigned)c / act_traits<V>::width;
+    add_scaled_kernel<V><<<mdc_cuda_blocks(n * cv, THREADS), THREADS, 0, ctx->stream>>>(
+        (const V *)a, (const V *)b, (const P *)s, n, cv, (V *)y);
+  });
   mdc_cuda_check_launch(be, "add_scaled");
 }
 
@@ -525,20 +536,23 @@ static void cuda_add_scaled_backward(mdc_backend *be, const float *b, const floa
 /* One thread per input (i, j, k): its 4 values x[i][j][4k .. 4k + 4) (one
  * 16-byte load when x is aligned) go to y(2i + dy, 2j + dx, k), q =
  * dy * 2 + dx; the 4 stores are each coalesced over k. */
-static __global__ void pixelshuffle_add_kernel(const float *x, int h, int w, unsigned c,
-                                               const float *skip, float *y, int x_vec) {
+/* A: the storage type, A4 its four-wide form (x_vec: x aligned for it). */
+template <class A, class A4>
+static __global__ void pixelshuffle_add_kernel(const A *x, int h, int w, unsigned c,
+                                               const A *skip, A *y, int x_vec) {
   GRID_STRIDE(t, (size_t)h * w * c) {
     unsigned k;
     size_t p = split_index(t, c, &k);
     size_t i = p / (unsigned)w, j = p - i * (unsigned)w;
-    const float *xp = x + p * 4 * c + 4 * (size_t)k;
-    float4 v = x_vec ? *(const float4 *)xp : make_float4(xp[0], xp[1], xp[2], xp[3]);
+    const A *xp = x + p * 4 * c + 4 * (size_t)k;
+    float4 v = x_vec ? ldf(*(const A4 *)xp)
+                     : make_float4(ldf(xp[0]), ldf(xp[1]), ldf(xp[2]), ldf(xp[3]));
     size_t o00 = ((2 * i) * (2 * (size_t)w) + 2 * j) * c + k, o01 = o00 + c,
            o10 = o00 + 2 * (size_t)w * c, o11 = o10 + c;
-    y[o00] = v.x + (skip ? skip[o00] : 0.0f);
-    y[o01] = v.y + (skip ? skip[o01] : 0.0f);
-    y[o10] = v.z + (skip ? skip[o10] : 0.0f);
-    y[o11] = v.w + (skip ? skip[o11] : 0.0f);
+    stf(y + o00, v.x + (skip ? ldf(skip[o00]) : 0.0f));
+    stf(y + o01, v.y + (skip ? ldf(skip[o01]) : 0.0f));
+    stf(y + o10, v.z + (skip ? ldf(skip[o10]) : 0.0f));
+    stf(y + o11, v.w + (skip ? ldf(skip[o11]) : 0.0f));
   }
 }
 
@@ -547,8 +561,13 @@ static void cuda_pixelshuffle_add(mdc_backend *be, const float *x, int h, int w,
   mdc_cuda_ctx *ctx = live_ctx(be);
   if (!ctx || h <= 0 || w <= 0 || c <= 0) return;
   size_t total = (size_t)h * w * c;
-  pixelshuffle_add_kernel<<<mdc_cuda_blocks(total, THREADS), THREADS, 0, ctx->stream>>>(
-      x, h, w, (unsigned)c, skip, y, aligned16(x));
+  unsigned blocks = mdc_cuda_blocks(total, THREADS);
+  if (ctx->half)
+    pixelshuffle_add_kernel<__half, half4><<<blocks, THREADS, 0, ctx->stream>>>(
+        (const __half *)x, h, w, (unsigned)c, (const __half *)skip, (__half *)y, aligned8(x));
+  else
+    pixelshuffle_add_kernel<float, float4><<<blocks, THREADS, 0, ctx->stream>>>(
+        x, h, w, (unsigned)c, skip, y, aligned16(x));
   mdc_cuda_check_launch(be, "pixelshuffle_add");
 }
 

@@ -25,6 +25,7 @@ extern "C" {
 typedef struct mdc_cuda_ctx {
   int device;
   int strict_fp32;            /* 1: no TF32 in cuBLAS or cuDNN */
+  int half;                   /* 1: activations stored as IEEE half (MDC_CUDA_FP16; inference only) */
   int unfused;                /* 1 (MASKDCPT_CUDA_UNFUSED): no fused entries, for comparisons */
   cudaStream_t stream;
   cublasHandle_t cublas;

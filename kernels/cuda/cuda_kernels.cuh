@@ -8,6 +8,10 @@
 
 #include <stdint.h>
 
+#include <initializer_list>
+
+#include <cuda_fp16.h>
+
 #include "cuda_internal.h"
 
 #define THREADS 256
@@ -30,6 +34,74 @@ static inline mdc_cuda_ctx *live_ctx(mdc_backend *be) {
 }
 
 static inline bool aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
+static inline bool aligned8(const void *p) { return ((uintptr_t)p & 7u) == 0; }
+
+/* ---------------------------------------------- activation storage
+ * Activations are stored as float or, in the fp16 mode (ctx->half), as
+ * IEEE half; kernels load them into fp32, compute in fp32 and round once
+ * when storing.  A kernel templated on the storage type V reads with
+ * ldf(x[j]) and writes with stf(&y[j], v): V = float or __half moves one
+ * value, float4 or half4 four (c a multiple of 4, aligned pointers). */
+struct alignas(8) half4 {
+  __half2 a, b;
+};
+static __device__ __forceinline__ float ldf(float v) { return v; }
+static __device__ __forceinline__ float ldf(__half v) { return __half2float(v); }
+static __device__ __forceinline__ float4 ldf(float4 v) { return v; }
+static __device__ __forceinline__ float4 ldf(half4 v) {
+  float2 lo = __half22float2(v.a), hi = __half22float2(v.b);
+  return make_float4(lo.x, lo.y, hi.x, hi.y);
+}
+static __device__ __forceinline__ void stf(float *p, float v) { *p = v; }
+static __device__ __forceinline__ void stf(__half *p, float v) { *p = __float2half_rn(v); }
+static __device__ __forceinline__ void stf(float4 *p, float4 v) { *p = v; }
+static __device__ __forceinline__ void stf(half4 *p, float4 v) {
+  half4 h;
+  h.a = __floats2half2_rn(v.x, v.y);
+  h.b = __floats2half2_rn(v.z, v.w);
+  *p = h;
+}
+
+/* Values per element of a storage type, and its fp32 counterpart (the
+ * type of parameters read next to it: float or float4). */
+template <class V> struct act_traits {
+  enum { width = 1 };
+  typedef float param;
+};
+template <> struct act_traits<float4> {
+  enum { width = 4 };
+  typedef float4 param;
+};
+template <> struct act_traits<half4> {
+  enum { width = 4 };
+  typedef float4 param;
+};
+
+/* Calls launch(V()) with the storage type of this backend's activations:
+ * four at a time (float4 / half4) when `vec` (c a multiple of 4) and every
+ * pointer in `ptrs` is aligned for it, else one (float / __half).  The
+ * launcher casts its pointers to V and divides its counts by
+ * act_traits<V>::width. */
+/* Calls launch(float()) or, in the fp16 mode, launch(__half()): for the
+ * kernels that move one value at a time. */
+template <class L> static void with_act_scalar(const mdc_cuda_ctx *ctx, L launch) {
+  if (ctx->half) launch(__half());
+  else launch(float());
+}
+
+template <class L>
+static void with_act_type(const mdc_cuda_ctx *ctx, bool vec, std::initializer_list<const void *> ptrs,
+                          L launch) {
+  for (const void *p : ptrs)
+    if (p && !(ctx->half ? aligned8(p) : aligned16(p))) vec = false;
+  if (ctx->half) {
+    if (vec) launch(half4());
+    else launch(__half());
+  } else {
+    if (vec) launch(float4());
+    else launch(float());
+  }
+}
 
 /* Per-channel sums over groups of pixels: group g is the pixels
  * [g * every, min((g + 1) * every, n)) (every == 0: one group of all n),
@@ -53,8 +125,8 @@ typedef struct group_plan {
  * blockIdx.y over the units (group, split); threadIdx.y over the unit's
  * pixels.  partial NULL: write the result (splits == 1); else partial0
  * [unit][c] (partial1 after it). */
-template <class F>
-static __global__ void group_sums_kernel(F f, group_plan p, int c, float *out0, float *out1,
+template <class F, class O>
+static __global__ void group_sums_kernel(F f, group_plan p, int c, O *out0, O *out1,
                                          double scale, int accumulate, double *partial) {
   __shared__ double sh0[COL_ROWS][32], sh1[COL_ROWS][32];
   const size_t units = p.groups * p.splits;
@@ -85,9 +157,9 @@ static __global__ void group_sums_kernel(F f, group_plan p, int c, float *out0, 
           if (out0) *q0 = s0;
           if (out1) *q1 = s1;
         } else {
-          float *o0 = out0 ? out0 + g * c + k : NULL, *o1 = out1 ? out1 + g * c + k : NULL;
-          if (o0) *o0 = accumulate ? *o0 + (float)(s0 * scale) : (float)(s0 * scale);
-          if (o1) *o1 = accumulate ? *o1 + (float)(s1 * scale) : (float)(s1 * scale);
+          O *o0 = out0 ? out0 + g * c + k : NULL, *o1 = out1 ? out1 + g * c + k : NULL;
+          if (o0) stf(o0, accumulate ? ldf(*o0) + (float)(s0 * scale) : (float)(s0 * scale));
+          if (o1) stf(o1, accumulate ? ldf(*o1) + (float)(s1 * scale) : (float)(s1 * scale));
         }
       }
       __syncthreads(); /* sh is rewritten by the next tile */
@@ -99,8 +171,9 @@ static __global__ void group_sums_kernel(F f, group_plan p, int c, float *out0, 
  * Block (32, FIN_ROWS): blockIdx.x strides over tiles of 32 channels,
  * blockIdx.y over the groups; thread row r adds splits r, r + FIN_ROWS,
  * ... in order, then row 0 adds the rows in order: a fixed order. */
+template <class O>
 static __global__ void group_sums_finish_kernel(const double *partial, group_plan p, int c,
-                                                float *out0, float *out1, double scale,
+                                                O *out0, O *out1, double scale,
                                                 int accumulate) {
   __shared__ double sh0[FIN_ROWS][32], sh1[FIN_ROWS][32];
   const size_t units = p.groups * p.splits;
@@ -125,18 +198,19 @@ static __global__ void group_sums_finish_kernel(const double *partial, group_pla
           s1 += sh1[r][threadIdx.x];
         }
         const size_t j = g * c + k;
-        if (out0) out0[j] = accumulate ? out0[j] + (float)(s0 * scale) : (float)(s0 * scale);
-        if (out1) out1[j] = accumulate ? out1[j] + (float)(s1 * scale) : (float)(s1 * scale);
+        if (out0) stf(out0 + j, accumulate ? ldf(out0[j]) + (float)(s0 * scale) : (float)(s0 * scale));
+        if (out1) stf(out1 + j, accumulate ? ldf(out1[j]) + (float)(s1 * scale) : (float)(s1 * scale));
       }
       __syncthreads(); /* sh is rewritten by the next tile */
     }
 }
 
 /* The sums described above: groups of `every` pixels (0: all n in one).
- * n == 0 leaves the outputs alone (no groups). */
-template <class F>
+ * n == 0 leaves the outputs alone (no groups).  O: float, or __half for
+ * a result that is an activation in the fp16 mode. */
+template <class F, class O>
 static void group_sums(mdc_backend *be, mdc_cuda_ctx *ctx, const char *what, F f, size_t n,
-                       size_t every, int c, float *out0, float *out1, double scale,
+                       size_t every, int c, O *out0, O *out1, double scale,
                        int accumulate) {
   if (n == 0 || c <= 0 || (!out0 && !out1)) return;
   if (every >= n) every = 0;
@@ -161,11 +235,11 @@ static void group_sums(mdc_backend *be, mdc_cuda_ctx *ctx, const char *what, F f
     if (!partial) return;
   }
   unsigned bx = (unsigned)(gx < 65535 ? gx : 65535), gy = (unsigned)(units < 65535 ? units : 65535);
-  group_sums_kernel<F><<<dim3(bx, gy), dim3(32, COL_ROWS), 0, ctx->stream>>>(
+  group_sums_kernel<F, O><<<dim3(bx, gy), dim3(32, COL_ROWS), 0, ctx->stream>>>(
       f, p, c, out0, out1, scale, accumulate, partial);
   if (mdc_cuda_check_launch(be, what) || !partial) return;
   unsigned fy = (unsigned)(p.groups < 65535 ? p.groups : 65535);
-  group_sums_finish_kernel<<<dim3(bx, fy), dim3(32, FIN_ROWS), 0, ctx->stream>>>(
+  group_sums_finish_kernel<O><<<dim3(bx, fy), dim3(32, FIN_ROWS), 0, ctx->stream>>>(
       partial, p, c, out0, out1, scale, accumulate);
   mdc_cuda_check_launch(be, what);
 }

@@ -119,75 +119,82 @@ static int pool_is_global(int h, int w, int window) {
  * over a chunk of `chunk` consecutive p: about (range + 2 chunk) reads for
  * chunk outputs.  Threads run over (a, chunk, b) with b fastest:
  * coalesced. */
-static __global__ void pool_pass_kernel(const float *in, float *out, size_t A, int L, size_t B,
+template <class I, class O>
+static __global__ void pool_pass_kernel(const I *in, O *out, size_t A, int L, size_t B,
                                         int window, int span, int chunk, double scale) {
   const size_t nchunks = ((size_t)L + chunk - 1) / chunk;
   GRID_STRIDE(t, A * nchunks * B) {
     size_t b = t % B, r = t / B;
     int ch = (int)(r % nchunks);
     size_t a = r / nchunks;
-    const float *src = in + a * (size_t)L * B + b;
-    float *dst = out + a * (size_t)L * B + b;
+    const I *src = in + a * (size_t)L * B + b;
+    O *dst = out + a * (size_t)L * B + b;
     int p0 = ch * chunk, p1 = p0 + chunk < L ? p0 + chunk : L;
     int lo, hi;
     if (span) pool_span(p0, L, window, &lo, &hi);
     else pool_box(p0, L, window, &lo, &hi);
     double s = 0.0;
-    for (int q = lo; q < hi; q++) s += src[(size_t)q * B];
-    dst[(size_t)p0 * B] = (float)(s * scale);
+    for (int q = lo; q < hi; q++) s += ldf(src[(size_t)q * B]);
+    stf(dst + (size_t)p0 * B, (float)(s * scale));
     for (int p = p0 + 1; p < p1; p++) {
       int nlo, nhi;
       if (span) pool_span(p, L, window, &nlo, &nhi);
       else pool_box(p, L, window, &nlo, &nhi);
-      for (int q = hi; q < nhi; q++) s += src[(size_t)q * B];
-      for (int q = lo; q < nlo; q++) s -= src[(size_t)q * B];
+      for (int q = hi; q < nhi; q++) s += ldf(src[(size_t)q * B]);
+      for (int q = lo; q < nlo; q++) s -= ldf(src[(size_t)q * B]);
       lo = nlo;
       hi = nhi;
-      dst[(size_t)p * B] = (float)(s * scale);
+      stf(dst + (size_t)p * B, (float)(s * scale));
     }
   }
 }
 
 /* Vertical pass into the workspace, horizontal pass into out, each over
  * the whole batch: [batch][h][w * c], then [batch * h][w][c].  The
- * intermediate is rounded to float (relative error 6e-8). */
-static void pool_separable(mdc_backend *be, mdc_cuda_ctx *ctx, const char *what, const float *in,
-                           int batch, int h, int w, int c, int window, int span, float *out) {
+ * intermediate is rounded to float (relative error 6e-8).  A: the storage
+ * of in and out (float, or __half in the fp16 mode). */
+template <class A>
+static void pool_separable(mdc_backend *be, mdc_cuda_ctx *ctx, const char *what, const A *in,
+                           int batch, int h, int w, int c, int window, int span, A *out) {
   float *tmp = (float *)mdc_cuda_workspace(be, (size_t)batch * h * w * c * sizeof(float));
   if (!tmp) return;
   int bh = window < h ? window : h, bw = window < w ? window : w;
   int chunk_v = bh > 16 ? bh : 16, chunk_h = bw > 16 ? bw : 16;
   size_t nv = (size_t)batch * w * c * ((h + chunk_v - 1) / chunk_v);
   size_t nh = (size_t)batch * h * c * ((w + chunk_h - 1) / chunk_h);
-  pool_pass_kernel<<<mdc_cuda_blocks(nv, THREADS), THREADS, 0, ctx->stream>>>(
+  pool_pass_kernel<A, float><<<mdc_cuda_blocks(nv, THREADS), THREADS, 0, ctx->stream>>>(
       in, tmp, (size_t)batch, h, (size_t)w * c, window, span, chunk_v, 1.0);
   if (mdc_cuda_check_launch(be, what)) return;
-  pool_pass_kernel<<<mdc_cuda_blocks(nh, THREADS), THREADS, 0, ctx->stream>>>(
+  pool_pass_kernel<float, A><<<mdc_cuda_blocks(nh, THREADS), THREADS, 0, ctx->stream>>>(
       tmp, out, (size_t)batch * h, w, (size_t)c, window, span, chunk_h, 1.0 / ((double)bh * bw));
   mdc_cuda_check_launch(be, what);
 }
 
 /* sum over pixels of x[i][k] */
-struct value_terms {
-  const float *x;
+template <class A> struct value_terms {
+  const A *x;
   int c;
   __device__ void operator()(size_t i, int k, double &a0, double &) const {
-    a0 += x[i * c + k];
+    a0 += ldf(x[i * c + k]);
   }
 };
 
+/* x and y are activations (the means feed the attention's conv). */
 static void cuda_pool_mean(mdc_backend *be, const float *x, int batch, int h, int w, int c,
                            int window, float *y) {
   mdc_cuda_ctx *ctx = live_ctx(be);
   if (!ctx || batch <= 0 || h <= 0 || w <= 0 || c <= 0) return;
-  if (pool_is_global(h, w, window)) { /* y[batch][c]: one group of h w pixels per image */
-    size_t hw = (size_t)h * w;
-    value_terms f = {x, c};
-    group_sums(be, ctx, "pool_mean (global)", f, (size_t)batch * hw, hw, c, y, (float *)NULL,
-               1.0 / (double)hw, 0);
-    return;
-  }
-  pool_separable(be, ctx, "pool_mean (box)", x, batch, h, w, c, window, 0, y);
+  with_act_scalar(ctx, [&](auto v) {
+    typedef decltype(v) A;
+    if (pool_is_global(h, w, window)) { /* y[batch][c]: one group of h w pixels per image */
+      size_t hw = (size_t)h * w;
+      value_terms<A> f = {(const A *)x, c};
+      group_sums(be, ctx, "pool_mean (global)", f, (size_t)batch * hw, hw, c, (A *)y, (A *)NULL,
+                 1.0 / (double)hw, 0);
+      return;
+    }
+    pool_separable(be, ctx, "pool_mean (box)", (const A *)x, batch, h, w, c, window, 0, (A *)y);
+  });
 }
 
 /* Global: every pixel of image b gets dy[b][k] / (h w). */
@@ -220,29 +227,33 @@ static void cuda_pool_mean_backward(mdc_backend *be, int batch, int h, int w, in
   }
   /* Each output spreads dy / area over its box: separable sums over the
    * outputs whose boxes hold the pixel. */
-  pool_separable(be, ctx, "pool_mean_backward (box)", dy, batch, h, w, c, window, 1, dx);
+  pool_separable<float>(be, ctx, "pool_mean_backward (box)", dy, batch, h, w, c, window, 1, dx);
 }
 
 /* ---------------------------------------------------------- relu_sum */
 
 /* max(x, 0) of pixel i = (r, p) of the window, rows `stride` pixels apart */
-struct relu_terms {
-  const float *x;
+template <class A> struct relu_terms {
+  const A *x;
   size_t stride;
   int w, c;
   __device__ void operator()(size_t i, int k, double &a0, double &) const {
     size_t r = i / (unsigned)w, p = i - r * (unsigned)w;
-    float v = x[(r * stride + p) * c + k];
+    float v = ldf(x[(r * stride + p) * c + k]);
     if (v > 0.0f) a0 += v;
   }
 };
 
+/* x is an activation; y (the classifier's pooled sums) stays fp32. */
 static void cuda_relu_sum(mdc_backend *be, const float *x, int h, int w, size_t stride, int c,
                           float *y) {
   mdc_cuda_ctx *ctx = live_ctx(be);
   if (!ctx || h <= 0 || w <= 0 || c <= 0) return;
-  relu_terms f = {x, stride, w, c};
-  group_sums(be, ctx, "relu_sum", f, (size_t)h * w, 0, c, y, (float *)NULL, 1.0, 1);
+  with_act_scalar(ctx, [&](auto v) {
+    typedef decltype(v) A;
+    relu_terms<A> f = {(const A *)x, stride, w, c};
+    group_sums(be, ctx, "relu_sum", f, (size_t)h * w, 0, c, y, (float *)NULL, 1.0, 1);
+  });
 }
 
 /* ------------------------------------------------------------ losses */

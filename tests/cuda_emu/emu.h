@@ -95,6 +95,65 @@ static inline float4 make_float4(float x, float y, float z, float w) {
   return float4{x, y, z, w};
 }
 
+/* IEEE half (cuda_fp16.h's __half), stored as its 16 bits; conversions
+ * round to nearest even, as the GPU's __float2half_rn. */
+struct __half {
+  uint16_t bits;
+};
+struct alignas(4) __half2 {
+  __half x, y;
+};
+static inline float __half2float(__half h) {
+  uint32_t sign = (uint32_t)(h.bits & 0x8000u) << 16, exp = (h.bits >> 10) & 0x1fu,
+           mant = h.bits & 0x3ffu, f;
+  if (exp == 0) { /* zero or subnormal: mant * 2^-24, exact in float */
+    float v = (float)mant * 5.9604644775390625e-8f;
+    memcpy(&f, &v, 4);
+    f |= sign;
+  } else if (exp == 31) {
+    f = sign | 0x7f800000u | (mant << 13); /* inf, NaN */
+  } else {
+    f = sign | ((exp + 112) << 23) | (mant << 13);
+  }
+  float r;
+  memcpy(&r, &f, 4);
+  return r;
+}
+static inline __half __float2half_rn(float v) {
+  uint32_t f;
+  memcpy(&f, &v, 4);
+  const uint32_t sign = f & 0x80000000u;
+  f ^= sign;
+  uint16_t o;
+  if (f >= (uint32_t)(127 + 16) << 23) { /* >= 2^16 (or inf, NaN) */
+    o = f > 0x7f800000u ? 0x7e00 : 0x7c00;
+  } else if (f < (uint32_t)113 << 23) { /* below 2^-14: subnormal half */
+    /* adding 0.5 lines the half's last mantissa bit up with float's,
+     * so the float addition rounds (to nearest even) for us */
+    const uint32_t magic_bits = (uint32_t)((127 - 15) + (23 - 10) + 1) << 23;
+    float x, magic;
+    memcpy(&x, &f, 4);
+    memcpy(&magic, &magic_bits, 4);
+    volatile float sum = x + magic;
+    float r = sum;
+    memcpy(&f, &r, 4);
+    o = (uint16_t)(f - magic_bits);
+  } else {
+    const uint32_t odd = (f >> 13) & 1u; /* ties to even */
+    f += ((uint32_t)(15 - 127) << 23) + 0xfffu + odd;
+    o = (uint16_t)(f >> 13); /* a carry into the exponent gives inf past 65504 */
+  }
+  __half h;
+  h.bits = (uint16_t)(o | (sign >> 16));
+  return h;
+}
+static inline float2 __half22float2(__half2 h) {
+  return float2{__half2float(h.x), __half2float(h.y)};
+}
+static inline __half2 __floats2half2_rn(float a, float b) {
+  return __half2{__float2half_rn(a), __float2half_rn(b)};
+}
+
 /* -------------------------------------------------- runtime API subset
  * Synchronous, on host memory.  Error codes as CUDA numbers them. */
 
