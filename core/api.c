@@ -172,7 +172,7 @@ maskdcpt_status maskdcpt_context_set_device(maskdcpt_context *ctx, maskdcpt_devi
   }
   if (!ctx->cuda) {
     char msg[256];
-    ctx->cuda = mdc_backend_cuda_new(0, mdc_cuda_strict_requested(), msg, sizeof msg);
+    ctx->cuda = mdc_backend_cuda_new(0, mdc_cuda_precision_requested(), msg, sizeof msg);
     if (!ctx->cuda) {
       if (device == MASKDCPT_DEVICE_CUDA)
         return mdc_set_error(err, MASKDCPT_ERROR_DEVICE, "CUDA requested, but %s", msg);

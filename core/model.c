@@ -426,7 +426,7 @@ maskdcpt_status mdc_net_forward(const mdc_net *net, mdc_backend *be, const float
 
   if (device) {
     pad_input(in, h, w, staging, pl.hp, pl.wp);
-    mdc_be_upload(be, inp, staging, padded_bytes);
+    mdc_be_act_upload(be, inp, staging, (size_t)pl.hp * pl.wp * 3);
   } else {
     pad_input(in, h, w, inp, pl.hp, pl.wp);
   }
@@ -437,7 +437,7 @@ maskdcpt_status mdc_net_forward(const mdc_net *net, mdc_backend *be, const float
     run_blocks(be, net->enc[l], a->enc_blocks[l], cond, &x, &tmp, hl, wl, a->norm_eps,
                level_window(a, l), scratch);
     float *skip = base + pl.skip[l];
-    mdc_be_copy(be, skip, x, (size_t)hl * wl * c * sizeof(float));
+    mdc_be_copy(be, skip, x, (size_t)hl * wl * c * mdc_be_act_size(be));
     be->conv2x2s2(be, skip, hl, wl, c, net->down_w[l], net->down_b[l], 2 * c, x);
     hl /= 2, wl /= 2;
   }
@@ -474,7 +474,7 @@ maskdcpt_status mdc_net_forward(const mdc_net *net, mdc_backend *be, const float
   be->conv3x3(be, x, 1, hl, wl, a->width, net->ending_w, net->ending_b, 3, f);
   const float *res = f;
   if (device) {
-    mdc_be_download(be, staging, f, padded_bytes);
+    mdc_be_act_download(be, staging, f, (size_t)pl.hp * pl.wp * 3);
     res = staging;
   }
   for (int y = 0; y < h; y++) {

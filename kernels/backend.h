@@ -57,6 +57,15 @@ typedef struct mdc_nafblock_params {
 struct mdc_backend {
   const char *name; /* "cpu-scalar", "cpu-avx2", ... */
   void *ctx;        /* backend state (thread pool, device handles) */
+  /* 1: activations are stored as IEEE half (the CUDA fp16 mode).  Every
+   * tensor a layer reads or writes as data (x, y, a, b, skip, pool_mean's
+   * means, scale_channels' s) then holds 16-bit values packed from the
+   * start of its float-sized slot; weights, biases, LayerNorm and residual
+   * parameters, mean/rstd and relu_sum's sums stay fp32.  Such a backend
+   * has the forward entries only (every training entry is NULL), and
+   * activations cross to and from the host through act_upload and
+   * act_download (mdc_be_act_upload / mdc_be_act_download below). */
+  int act_half;
 
   void (*free)(mdc_backend *be);
 
@@ -222,6 +231,11 @@ struct mdc_backend {
   /* The device's free and total memory in bytes (0), or -1 when it cannot
    * say: the core sizes tiles from it. */
   int (*mem_info)(mdc_backend *be, size_t *free_bytes, size_t *total_bytes);
+  /* Activation transfers that convert: count fp32 host values to the
+   * device's activation storage and back (NULL when activations are fp32:
+   * the helpers then copy bytes). */
+  void (*act_upload)(mdc_backend *be, void *dst, const float *host, size_t count);
+  void (*act_download)(mdc_backend *be, float *host, const void *src, size_t count); /* waits */
   /* Waits for the queued work.  0, or -1 with the first failure since the
    * backend was made (a kernel launch, a transfer, cuDNN) in msg; the
    * failure stays: a backend that failed once keeps failing. */
@@ -242,17 +256,26 @@ static inline void mdc_backend_free(mdc_backend *be) {
   if (be) be->free(be);
 }
 
+/* The CUDA backend's precision modes. */
+enum {
+  MDC_CUDA_TF32 = 0,        /* fp32 storage; products may use TF32 tensor cores, fp32 sums */
+  MDC_CUDA_STRICT_FP32 = 1, /* no TF32 anywhere (for comparing with the CPU) */
+  MDC_CUDA_FP16 = 2         /* activations stored as half, fp32 sums; inference only */
+};
 /* The CUDA backend, from the module libmaskdcpt-cuda.so (kernels/cuda),
  * loaded on first use: $MASKDCPT_CUDA_MODULE, else the installed one.
- * device: CUDA device index.  strict_fp32: no TF32 anywhere (for comparing
- * with the CPU); otherwise convolutions and matrix products may use TF32
- * tensor cores with fp32 accumulation.  NULL with the reason in msg (no
- * module, no driver, no device, too old a device, out of memory). */
-mdc_backend *mdc_backend_cuda_new(int device, int strict_fp32, char *msg, size_t msg_size);
-/* MASKDCPT_CUDA_STRICT set and not "0": callers ask for strict_fp32. */
+ * device: CUDA device index; precision: one of the modes above.  NULL with
+ * the reason in msg (no module, no driver, no device, too old a device,
+ * out of memory). */
+mdc_backend *mdc_backend_cuda_new(int device, int precision, char *msg, size_t msg_size);
+/* MASKDCPT_CUDA_STRICT set and not "0": callers ask for strict fp32. */
 int mdc_cuda_strict_requested(void);
+/* The precision restoring asks for: MDC_CUDA_STRICT_FP32 when
+ * MASKDCPT_CUDA_STRICT is set, else MDC_CUDA_FP16 when MASKDCPT_CUDA_FP16
+ * is set (not "0"), else MDC_CUDA_TF32.  Training never uses fp16. */
+int mdc_cuda_precision_requested(void);
 /* The module's entry point, resolved by mdc_backend_cuda_new. */
-typedef mdc_backend *(*mdc_backend_cuda_new_fn)(int device, int strict_fp32, char *msg,
+typedef mdc_backend *(*mdc_backend_cuda_new_fn)(int device, int precision, char *msg,
                                                 size_t msg_size);
 #define MDC_CUDA_MODULE_SYMBOL "mdc_cuda_module_backend_new"
 
@@ -296,6 +319,21 @@ static inline void mdc_be_copy(mdc_backend *be, void *dst, const void *src, size
 static inline void mdc_be_zero(mdc_backend *be, void *p, size_t bytes) {
   if (be->mem_zero) be->mem_zero(be, p, bytes);
   else if (bytes) memset(p, 0, bytes);
+}
+
+/* Bytes of one activation value (4, or 2 in the fp16 mode). */
+static inline size_t mdc_be_act_size(const mdc_backend *be) { return be->act_half ? 2 : 4; }
+
+/* count fp32 values to / from activation storage. */
+static inline void mdc_be_act_upload(mdc_backend *be, void *dst, const float *host, size_t count) {
+  if (be->act_upload) be->act_upload(be, dst, host, count);
+  else mdc_be_upload(be, dst, host, count * sizeof(float));
+}
+
+static inline void mdc_be_act_download(mdc_backend *be, float *host, const void *src,
+                                       size_t count) {
+  if (be->act_download) be->act_download(be, host, src, count);
+  else mdc_be_download(be, host, src, count * sizeof(float));
 }
 
 static inline int mdc_be_sync(mdc_backend *be, char *msg, size_t msg_size) {

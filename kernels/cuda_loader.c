@@ -15,14 +15,23 @@
 #define MDC_CUDA_MODULE_PATH ""
 #endif
 
-int mdc_cuda_strict_requested(void) {
-  const char *s = getenv("MASKDCPT_CUDA_STRICT");
+static int env_set(const char *name);
+
+int mdc_cuda_strict_requested(void) { return env_set("MASKDCPT_CUDA_STRICT"); }
+
+static int env_set(const char *name) {
+  const char *s = getenv(name);
   return s && *s && strcmp(s, "0") != 0;
 }
 
-mdc_backend *mdc_backend_cuda_new(int device, int strict_fp32, char *msg, size_t msg_size) {
+int mdc_cuda_precision_requested(void) {
+  if (mdc_cuda_strict_requested()) return MDC_CUDA_STRICT_FP32;
+  return env_set("MASKDCPT_CUDA_FP16") ? MDC_CUDA_FP16 : MDC_CUDA_TF32;
+}
+
+mdc_backend *mdc_backend_cuda_new(int device, int precision, char *msg, size_t msg_size) {
 #ifndef MDC_HAVE_CUDA_MODULE
-  (void)device, (void)strict_fp32;
+  (void)device, (void)precision;
   snprintf(msg, msg_size, "this build has no CUDA backend");
   return NULL;
 #else
@@ -49,6 +58,6 @@ mdc_backend *mdc_backend_cuda_new(int device, int strict_fp32, char *msg, size_t
     snprintf(msg, msg_size, "%s has no %s", path, MDC_CUDA_MODULE_SYMBOL);
     return NULL;
   }
-  return create(device, strict_fp32, msg, msg_size);
+  return create(device, precision, msg, msg_size);
 #endif
 }

@@ -13,7 +13,7 @@
 
 #include "backend.h"
 
-mdc_backend *mdc_cuda_module_backend_new(int device, int strict_fp32, char *msg, size_t msg_size);
+mdc_backend *mdc_cuda_module_backend_new(int device, int precision, char *msg, size_t msg_size);
 
 static int ct_passed, ct_failed;
 
@@ -39,9 +39,9 @@ static inline int ct_finish(void) {
 }
 
 /* The CUDA backend, or exit 77 with the reason when there is no GPU. */
-static inline mdc_backend *ct_backend_or_skip(int strict_fp32) {
+static inline mdc_backend *ct_backend_or_skip(int precision) {
   char msg[512];
-  mdc_backend *be = mdc_cuda_module_backend_new(0, strict_fp32, msg, sizeof msg);
+  mdc_backend *be = mdc_cuda_module_backend_new(0, precision, msg, sizeof msg);
   if (!be) {
     printf("SKIP: no usable CUDA device: %s\n", msg);
     exit(77);

@@ -839,6 +839,314 @@ static void test_nafblock(void) {
   ct_sync_ok(gpu, "nafblock_forward");
 }
 
+/* -------------------------------------------------------------- fp16 mode
+ * The backend made with MDC_CUDA_FP16 stores activations as half.  Inputs
+ * are rounded to half on the device (act_upload) and read back, so the
+ * CPU reference starts from exactly the values the device holds; what
+ * remains is the rounding of each stored result (2^-11 relative) and,
+ * where a result is computed from a stored intermediate, that rounding
+ * carried on:
+ *  - TOL_F16 1e-3: results rounded once (per-element entries, LayerNorm,
+ *    the means, the depthwise convolutions);
+ *  - TOL_F16_CONV 5e-3: the dense convolutions, whose weights are
+ *    converted to half too on a GPU (cuBLAS / cuDNN take both operands
+ *    in half), and the residual sum's LayerNorm (normalised from the
+ *    rounded sum);
+ *  - TOL_F16_BLOCK 1e-2: the NAFBlock, nine stored intermediates deep.
+ * Parameters (weights, biases, LayerNorm rows) stay fp32. */
+#define TOL_F16 1e-3
+#define TOL_F16_CONV 5e-3
+#define TOL_F16_BLOCK 1e-2
+
+static mdc_backend *gpu16;
+
+/* A host array and the device's half copy; h holds the rounded values. */
+typedef struct hbuf {
+  float *h;
+  char *d, *base;
+  size_t n;
+} hbuf;
+
+static hbuf h_from(float *host, size_t n) { /* takes host */
+  hbuf b = {host, NULL, mdc_be_alloc(gpu16, (n + 4) * 2), n};
+  if (!b.base) {
+    printf("FAIL: out of device memory (%zu halves)\n", n);
+    exit(1);
+  }
+  b.d = b.base + 2 * g_shift; /* g_shift 1: 2 bytes off, the one-at-a-time paths */
+  if (n) {
+    mdc_be_act_upload(gpu16, b.d, host, n);
+    mdc_be_act_download(gpu16, host, b.d, n);
+  }
+  return b;
+}
+
+static hbuf h_rand(size_t n, float scale, float offset) {
+  float *h = ct_rand(n, scale);
+  for (size_t i = 0; i < n; i++) h[i] += offset;
+  return h_from(h, n);
+}
+
+static hbuf h_nan(size_t n) {
+  float *h = malloc((n ? n : 1) * sizeof(float));
+  for (size_t i = 0; i < n; i++) h[i] = NAN;
+  return h_from(h, n);
+}
+
+static void h_free(hbuf *b) {
+  free(b->h);
+  mdc_be_free(gpu16, b->base);
+  memset(b, 0, sizeof *b);
+}
+
+/* The device's result (read back as fp32) against the host reference in h. */
+static void h_check(const char *entry, const hbuf *b, double tol, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void h_check(const char *entry, const hbuf *b, double tol, const char *fmt, ...) {
+  char what[256];
+  int len = snprintf(what, sizeof what, "%s ", entry);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(what + len, sizeof what - len, fmt, ap);
+  va_end(ap);
+  float *got = malloc((b->n ? b->n : 1) * sizeof(float));
+  mdc_be_act_download(gpu16, got, b->d, b->n);
+  double e = ct_rel_err(got, b->h, b->n);
+  ct_check(e <= tol, "%s: relative error %.3g > %.3g", what, e, tol);
+  free(got);
+  note(entry, e, tol);
+}
+
+/* fp32 parameters on the fp16 backend */
+typedef struct pbuf {
+  float *h, *d;
+} pbuf;
+static pbuf p_rand(size_t n, float scale) {
+  pbuf p = {ct_rand(n, scale), NULL};
+  p.d = ct_upload(gpu16, p.h, n);
+  return p;
+}
+static void p_free(pbuf *p) {
+  free(p->h);
+  mdc_be_free(gpu16, p->d);
+}
+
+static void test_fp16_transfers(void) {
+  /* exactly representable values come back as they were; others round to
+   * the nearest half; past 65504 is infinity; NaN stays NaN */
+  float v[] = {0.0f, 1.0f, -2.0f, 0.5f, 65504.0f, 6.103515625e-05f, 5.9604644775390625e-08f,
+               1.0f / 3.0f, 65520.0f, -1e9f, 1e-9f, NAN, 2049.0f};
+  float want[] = {0.0f, 1.0f, -2.0f, 0.5f, 65504.0f, 6.103515625e-05f, 5.9604644775390625e-08f,
+                  0.333251953125f, INFINITY, -INFINITY, 0.0f, NAN, 2048.0f};
+  size_t n = sizeof v / sizeof v[0];
+  float *copy = malloc(sizeof v);
+  memcpy(copy, v, sizeof v);
+  hbuf b = h_from(copy, n);
+  int ok = 1;
+  for (size_t i = 0; i < n; i++)
+    ok &= isnan(want[i]) ? isnan(b.h[i]) : b.h[i] == want[i];
+  ct_check(ok, "fp16 transfers: values round to the nearest half");
+  for (size_t i = 0; i < n && !ok; i++) printf("  %.9g -> %.9g (want %.9g)\n", v[i], b.h[i], want[i]);
+  h_free(&b);
+  /* random values: within half an ulp of the original, and a rounded
+   * value goes through unchanged */
+  float *orig = ct_rand(10007, 4.0f), *again = malloc(10007 * sizeof(float));
+  memcpy(again, orig, 10007 * sizeof(float));
+  hbuf r = h_from(again, 10007);
+  double worst = 0;
+  for (size_t i = 0; i < r.n; i++) {
+    double e = fabs((double)r.h[i] - orig[i]), bound = fabs(orig[i]) * ldexp(1.0, -11);
+    if (bound < ldexp(1.0, -25)) bound = ldexp(1.0, -25); /* subnormal halves */
+    if (!(e / bound <= worst)) worst = e / bound;
+  }
+  ct_check(worst <= 1.0, "fp16 transfers: rounding error %.3g half-ulps (want <= 1)", worst);
+  float *rounded = malloc(10007 * sizeof(float));
+  memcpy(rounded, r.h, 10007 * sizeof(float));
+  hbuf r2 = h_from(rounded, 10007);
+  ct_check(memcmp(r2.h, r.h, 10007 * sizeof(float)) == 0,
+           "fp16 transfers: a rounded value comes back unchanged");
+  free(orig);
+  h_free(&r);
+  h_free(&r2);
+  ct_sync_ok(gpu16, "fp16 transfers");
+}
+
+static void test_fp16_elementwise(size_t n, int c) {
+  /* layernorm, mean far from 0 */
+  hbuf x = h_rand(n * c, 1.0f, 3.0f), y = h_nan(n * c);
+  pbuf g = p_rand((size_t)c, 1.0f), b = p_rand((size_t)c, 1.0f);
+  cpu->layernorm(cpu, x.h, n, c, g.h, b.h, 0, 1e-5f, y.h, NULL, NULL);
+  gpu16->layernorm(gpu16, (float *)x.d, n, c, g.d, b.d, 0, 1e-5f, (float *)y.d, NULL, NULL);
+  h_check("layernorm (fp16)", &y, TOL_F16, "n=%zu c=%d shift=%d", n, c, g_shift);
+  /* add_scaled_layernorm: y = x + s r stored, LayerNorm of it */
+  hbuf r = h_rand(n * c, 1.0f, 0.0f), sum = h_nan(n * c), ln = h_nan(n * c);
+  pbuf s = p_rand((size_t)c, 1.0f);
+  cpu->add_scaled(cpu, x.h, r.h, s.h, n, c, sum.h);
+  cpu->layernorm(cpu, sum.h, n, c, g.h, b.h, 0, 1e-5f, ln.h, NULL, NULL);
+  gpu16->add_scaled_layernorm(gpu16, (float *)x.d, (float *)r.d, s.d, n, c, g.d, b.d, 0, 1e-5f,
+                              (float *)sum.d, (float *)ln.d, NULL, NULL);
+  h_check("add_scaled_layernorm (fp16)", &sum, TOL_F16, "sum n=%zu c=%d", n, c);
+  h_check("add_scaled_layernorm (fp16)", &ln, TOL_F16_CONV, "ln n=%zu c=%d", n, c);
+  /* add_scaled with and without s, into y */
+  cpu->add_scaled(cpu, x.h, r.h, s.h, n, c, y.h);
+  gpu16->add_scaled(gpu16, (float *)x.d, (float *)r.d, s.d, n, c, (float *)y.d);
+  h_check("add_scaled (fp16)", &y, TOL_F16, "s n=%zu c=%d shift=%d", n, c, g_shift);
+  cpu->add_scaled(cpu, x.h, r.h, NULL, n, c, y.h);
+  gpu16->add_scaled(gpu16, (float *)x.d, (float *)r.d, NULL, n, c, (float *)y.d);
+  h_check("add_scaled (fp16)", &y, TOL_F16, "no s n=%zu c=%d shift=%d", n, c, g_shift);
+  /* simplegate: x2 holds 2c channels */
+  hbuf x2 = h_rand(n * 2 * c, 1.0f, 0.0f);
+  cpu->simplegate(cpu, x2.h, n, c, y.h);
+  gpu16->simplegate(gpu16, (float *)x2.d, n, c, (float *)y.d);
+  h_check("simplegate (fp16)", &y, TOL_F16, "n=%zu c=%d shift=%d", n, c, g_shift);
+  /* scale_channels: one row, then one row per pixel (s an activation) */
+  hbuf s1 = h_rand((size_t)c, 1.0f, 0.0f), sp = h_rand(n * c, 1.0f, 0.0f);
+  cpu->scale_channels(cpu, x.h, s1.h, 0, n, c, y.h);
+  gpu16->scale_channels(gpu16, (float *)x.d, (float *)s1.d, 0, n, c, (float *)y.d);
+  h_check("scale_channels (fp16)", &y, TOL_F16, "one row n=%zu c=%d shift=%d", n, c, g_shift);
+  cpu->scale_channels(cpu, x.h, sp.h, 1, n, c, y.h);
+  gpu16->scale_channels(gpu16, (float *)x.d, (float *)sp.d, 1, n, c, (float *)y.d);
+  h_check("scale_channels (fp16)", &y, TOL_F16, "per pixel n=%zu c=%d shift=%d", n, c, g_shift);
+  h_free(&x), h_free(&y), h_free(&r), h_free(&sum), h_free(&ln), h_free(&x2), h_free(&s1);
+  h_free(&sp), p_free(&g), p_free(&b), p_free(&s);
+}
+
+static void test_fp16_image(int batch, int h, int w, int c, int window) {
+  size_t n = (size_t)batch * h * w;
+  int global = window <= 0 || (window >= h && window >= w);
+  /* pool_mean: each image its own offset */
+  float *xh = ct_rand(n * c, 1.0f);
+  for (size_t i = 0; i < n * c; i++) xh[i] += 0.5f + (float)(i / ((size_t)h * w * c));
+  hbuf x = h_from(xh, n * c), m = h_nan(global ? (size_t)batch * c : n * c);
+  cpu->pool_mean(cpu, x.h, batch, h, w, c, window, m.h);
+  gpu16->pool_mean(gpu16, (float *)x.d, batch, h, w, c, window, (float *)m.d);
+  h_check(global ? "pool_mean (global) (fp16)" : "pool_mean (box) (fp16)", &m, TOL_F16,
+          "batch=%d h=%d w=%d c=%d window=%d", batch, h, w, c, window);
+  /* dwconv3x3 and the fused gate */
+  pbuf wt = p_rand(9 * 2 * (size_t)c, 1.0f), bias = p_rand(2 * (size_t)c, 1.0f);
+  hbuf y = h_nan(n * c);
+  cpu->dwconv3x3(cpu, x.h, batch, h, w, c, wt.h, bias.h, y.h);
+  gpu16->dwconv3x3(gpu16, (float *)x.d, batch, h, w, c, wt.d, bias.d, (float *)y.d);
+  h_check("dwconv3x3 (fp16)", &y, TOL_F16, "batch=%d h=%d w=%d c=%d shift=%d", batch, h, w, c, g_shift);
+  hbuf x2 = h_rand(n * 2 * c, 1.0f, 0.0f);
+  float *tmp = malloc(n * 2 * c * sizeof(float));
+  cpu->dwconv3x3(cpu, x2.h, batch, h, w, 2 * c, wt.h, bias.h, tmp);
+  cpu->simplegate(cpu, tmp, n, c, y.h);
+  free(tmp);
+  gpu16->dwconv3x3_gate(gpu16, (float *)x2.d, batch, h, w, c, wt.d, bias.d, (float *)y.d);
+  h_check("dwconv3x3_gate (fp16)", &y, TOL_F16, "batch=%d h=%d w=%d c=%d shift=%d", batch, h, w, c,
+          g_shift);
+  /* relu_sum over the first image's rows (its sums stay fp32) */
+  float *sums = ct_rand((size_t)c, 1.0f);
+  float *dsums = ct_upload(gpu16, sums, (size_t)c);
+  cpu->relu_sum(cpu, x2.h, h, w, (size_t)w, c, sums);
+  gpu16->relu_sum(gpu16, (float *)x2.d, h, w, (size_t)w, c, dsums);
+  note("relu_sum (fp16)", ct_compare(gpu16, "relu_sum (fp16)", dsums, sums, (size_t)c, TOL_RED),
+       TOL_RED);
+  free(sums);
+  mdc_be_free(gpu16, dsums);
+  /* pixelshuffle_add, h x w input of 4c channels */
+  if (batch == 1) {
+    hbuf px = h_rand(n * 4 * c, 1.0f, 0.0f), skip = h_rand(n * 4 * c, 1.0f, 0.0f);
+    hbuf py = h_nan(n * 4 * c);
+    cpu->pixelshuffle_add(cpu, px.h, h, w, c, skip.h, py.h);
+    gpu16->pixelshuffle_add(gpu16, (float *)px.d, h, w, c, (float *)skip.d, (float *)py.d);
+    h_check("pixelshuffle_add (fp16)", &py, TOL_F16, "h=%d w=%d c=%d shift=%d", h, w, c, g_shift);
+    h_free(&px), h_free(&skip), h_free(&py);
+  }
+  h_free(&x), h_free(&m), h_free(&y), h_free(&x2), p_free(&wt), p_free(&bias);
+}
+
+/* The dense convolutions: cuBLAS / cuDNN on a GPU, the CPU's fp32 code
+ * between conversions under the emulator. */
+static void test_fp16_conv(int batch, int h, int w, int cin, int cout, int with_bias) {
+  size_t n = (size_t)batch * h * w;
+  hbuf x = h_rand(n * cin, 1.0f, 0.0f), y = h_nan(n * cout);
+  pbuf w1 = p_rand((size_t)cin * cout, 1.0f / sqrtf((float)cin)), b = p_rand((size_t)cout, 1.0f);
+  pbuf w3 = p_rand(9 * (size_t)cin * cout, 1.0f / sqrtf(9.0f * cin));
+  const float *bh = with_bias ? b.h : NULL, *bd = with_bias ? b.d : NULL;
+  cpu->conv1x1(cpu, x.h, n, cin, w1.h, bh, cout, y.h);
+  gpu16->conv1x1(gpu16, (float *)x.d, n, cin, w1.d, bd, cout, (float *)y.d);
+  h_check("conv1x1 (fp16)", &y, TOL_F16_CONV, "n=%zu %d->%d bias=%d", n, cin, cout, with_bias);
+  cpu->conv3x3(cpu, x.h, batch, h, w, cin, w3.h, bh, cout, y.h);
+  gpu16->conv3x3(gpu16, (float *)x.d, batch, h, w, cin, w3.d, bd, cout, (float *)y.d);
+  h_check("conv3x3 (fp16)", &y, TOL_F16_CONV, "batch=%d %dx%d %d->%d bias=%d", batch, h, w, cin, cout,
+          with_bias);
+  if (h % 2 == 0 && w % 2 == 0) { /* batch * h rows, as the callers pass it */
+    int c2 = cout / 4 ? cout / 4 : 1;
+    pbuf w2 = p_rand(4 * (size_t)cin * c2, 0.5f / sqrtf((float)cin));
+    hbuf y2 = h_nan(n / 4 * c2);
+    cpu->conv2x2s2(cpu, x.h, batch * h, w, cin, w2.h, bh, c2, y2.h);
+    gpu16->conv2x2s2(gpu16, (float *)x.d, batch * h, w, cin, w2.d, bd, c2, (float *)y2.d);
+    h_check("conv2x2s2 (fp16)", &y2, TOL_F16_CONV, "%dx%d %d->%d bias=%d", batch * h, w, cin, c2,
+            with_bias);
+    h_free(&y2), p_free(&w2);
+  }
+  h_free(&x), h_free(&y), p_free(&w1), p_free(&b), p_free(&w3);
+}
+
+static void test_fp16_nafblock(int c, int h, int w, int window) {
+  pbuf prm[TEST_NAFBLOCK_NUM_PARAMS];
+  mdc_nafblock_params hp = {.c = c}, dp = {.c = c};
+  float sc = 1.0f / sqrtf((float)c);
+  int k = 0;
+#define P(field, count, scale)       \
+  prm[k] = p_rand((size_t)(count), scale); \
+  hp.field = prm[k].h, dp.field = prm[k].d; \
+  k++;
+  TEST_NAFBLOCK_PARAMS(P, c, sc)
+#undef P
+  size_t n = (size_t)h * w * c;
+  hbuf x = h_rand(n, 1.0f, 0.0f), y = h_nan(n);
+  void *scratch = malloc(cpu->nafblock_scratch_size(cpu, c, h, w, window));
+  cpu->nafblock_forward(cpu, &hp, x.h, h, w, 1e-6f, window, y.h, scratch);
+  free(scratch);
+  void *gs = mdc_be_alloc(gpu16, gpu16->nafblock_scratch_size(gpu16, c, h, w, window) + 8);
+  gpu16->nafblock_forward(gpu16, &dp, (float *)x.d, h, w, 1e-6f, window, (float *)y.d,
+                          (char *)gs + 4);
+  h_check("nafblock_forward (fp16)", &y, TOL_F16_BLOCK, "%dx%d c=%d window=%d", h, w, c, window);
+  mdc_be_free(gpu16, gs);
+  for (int i = 0; i < TEST_NAFBLOCK_NUM_PARAMS; i++) p_free(&prm[i]);
+  h_free(&x), h_free(&y);
+}
+
+static void test_fp16(void) {
+  char msg[512];
+  gpu16 = mdc_cuda_module_backend_new(0, MDC_CUDA_FP16, msg, sizeof msg);
+  ct_check(gpu16 != NULL, "fp16 backend: %s", msg);
+  if (!gpu16) return;
+  printf("  fp16 device: %s\n", gpu16->name);
+  ct_check(gpu16->act_half && gpu16->act_upload && gpu16->act_download && gpu16->nafblock_forward,
+           "fp16 backend: half activations with their transfers");
+  ct_check(!gpu16->conv1x1_backward && !gpu16->layernorm_backward && !gpu16->psnr_loss &&
+               !gpu16->adamw_step && !gpu16->mask_pixels,
+           "fp16 backend: no training entries (inference only)");
+  test_fp16_transfers();
+  test_fp16_elementwise(1000, 16);
+  test_fp16_elementwise(1000, 33);
+  test_fp16_elementwise(3, 1024);
+  test_fp16_elementwise(5, 2050); /* LayerNorm's block-per-pixel kernel */
+  test_fp16_image(1, 31, 130, 16, 0);
+  test_fp16_image(1, 31, 130, 16, 7);
+  test_fp16_image(3, 5, 7, 33, 4);
+  test_fp16_image(2, 9, 7, 5, 0);
+  test_fp16_conv(1, 13, 9, 16, 32, 1);
+  test_fp16_conv(1, 13, 9, 33, 5, 0);
+  test_fp16_conv(2, 10, 14, 3, 16, 1); /* the intro's 3 channels */
+  test_fp16_conv(1, 12, 6, 16, 3, 1);  /* the ending's 3 */
+  test_fp16_nafblock(16, 13, 9, 0);
+  test_fp16_nafblock(16, 13, 9, 4);
+  test_fp16_nafblock(5, 13, 9, 4);
+  test_fp16_nafblock(48, 7, 33, 0);
+  g_shift = 1;
+  test_fp16_elementwise(1000, 16);
+  test_fp16_image(1, 31, 130, 16, 7);
+  g_shift = 0;
+  ct_sync_ok(gpu16, "fp16");
+  mdc_backend_free(gpu16);
+  gpu16 = NULL;
+}
+
 /* --------------------------------------------------------- determinism */
 
 /* Records whether two runs' results have the same bits; frees both. */
@@ -919,7 +1227,7 @@ int main(void) {
                 {"losses", test_losses},         {"adamw", test_adamw},
                 {"dwconv3x3", test_dwconv},      {"dwconv3x3_gate", test_dwconv_gate},
                 {"add_scaled_layernorm", test_add_layernorm}, {"nafblock", test_nafblock},
-                {"deterministic", test_deterministic}};
+                {"deterministic", test_deterministic}, {"fp16", test_fp16}};
   for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++) {
     double t0 = now();
     groups[i].run();

@@ -317,6 +317,15 @@ static void c_ema_update(mdc_backend *be, float *ema, const float *param, size_t
   WRAP(inner->ema_update(inner, ema, param, n, d));
 }
 
+
+/* fp32 activations: the converting transfers are byte copies, checked */
+static void c_act_upload(mdc_backend *be, void *dst, const float *host, size_t count) {
+  c_upload(be, dst, host, count * sizeof(float));
+}
+static void c_act_download(mdc_backend *be, float *host, const void *src, size_t count) {
+  c_download(be, host, src, count * sizeof(float));
+}
+
 static mdc_backend *checked_backend_new(void) {
   mdc_backend *be = calloc(1, sizeof *be);
   be->name = "checked-device";
@@ -343,6 +352,7 @@ static mdc_backend *checked_backend_new(void) {
   be->mem_alloc = c_alloc, be->mem_free = c_free, be->mem_upload = c_upload;
   be->mem_download = c_download, be->mem_copy = c_copy, be->mem_zero = c_zero;
   be->mem_info = c_mem_info;
+  be->act_upload = c_act_upload, be->act_download = c_act_download;
   be->sync = c_sync;
   return be;
 }

@@ -21,7 +21,8 @@ mdc_backend *tr_backend_new(const char *device, int threads, char *msg, size_t m
   char why[400] = "";
   msg[0] = '\0';
   if (strcmp(device, "cpu") != 0) {
-    mdc_backend *be = mdc_backend_cuda_new(0, mdc_cuda_strict_requested(), why, sizeof why);
+    int precision = mdc_cuda_strict_requested() ? MDC_CUDA_STRICT_FP32 : MDC_CUDA_TF32;
+    mdc_backend *be = mdc_backend_cuda_new(0, precision, why, sizeof why);
     if (be) return be;
     if (!strcmp(device, "cuda")) {
       snprintf(msg, msg_size, "--device cuda: %s", why);

@@ -378,6 +378,7 @@ static void fill_table(mdc_backend *be) {
   mdc_cuda_elementwise_init(be);
   mdc_cuda_reduce_init(be);
   mdc_cuda_dwconv_init(be);
+  if (mdc_cuda_ctx_of(be)->half) mdc_cuda_half_init(be);
   /* MASKDCPT_CUDA_UNFUSED set and not "0": the NAFBlock as the plain
    * sequence of entries, so that a benchmark can time what the fusions
    * save in the same run */
@@ -389,7 +390,12 @@ static void fill_table(mdc_backend *be) {
   }
 }
 
-mdc_backend *mdc_cuda_backend_create(int device, int strict_fp32, char *msg, size_t msg_size) {
+mdc_backend *mdc_cuda_backend_create(int device, int precision, char *msg, size_t msg_size) {
+  if (precision != MDC_CUDA_TF32 && precision != MDC_CUDA_STRICT_FP32 &&
+      precision != MDC_CUDA_FP16) {
+    set_msg(msg, msg_size, "unknown CUDA precision mode %d", precision);
+    return NULL;
+  }
   struct cudaDeviceProp prop;
   if (check_device(device, &prop, msg, msg_size)) return NULL;
 
@@ -403,7 +409,8 @@ mdc_backend *mdc_cuda_backend_create(int device, int strict_fp32, char *msg, siz
   }
   be->ctx = ctx;
   ctx->device = device;
-  ctx->strict_fp32 = strict_fp32 ? 1 : 0;
+  ctx->strict_fp32 = precision == MDC_CUDA_STRICT_FP32;
+  ctx->half = precision == MDC_CUDA_FP16;
   if (make_resources(ctx, msg, msg_size)) {
     destroy(be);
     return NULL;
@@ -411,7 +418,10 @@ mdc_backend *mdc_cuda_backend_create(int device, int strict_fp32, char *msg, siz
   /* TF32 exists from Ampere (sm_80) on; Turing computes in fp32 either way. */
   int tf32 = !ctx->strict_fp32 && prop.major >= 8;
   ctx->gemm_compute = tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
-  const char *math = ctx->strict_fp32 ? "strict fp32" : tf32 ? "tf32" : "fp32";
+  const char *math = ctx->half          ? "fp16"
+                     : ctx->strict_fp32 ? "strict fp32"
+                     : tf32             ? "tf32"
+                                        : "fp32";
   fill_table(be);
   snprintf(ctx->name, sizeof ctx->name, "cuda:%d %.80s (sm_%d%d, %s%s)", device, prop.name,
            prop.major, prop.minor, math, ctx->unfused ? ", unfused" : "");

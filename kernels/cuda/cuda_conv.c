@@ -15,6 +15,14 @@
  * convolution descriptors' math type); bias terms, transposes and bias
  * gradients are plain fp32 in both modes.
  *
+ * fp16 mode (ctx->half, forward only): activations are half; each call
+ * converts its fp32 weights into the workspace as half (cuDNN's filter
+ * transposed on the way), runs cuBLAS / cuDNN on half data with fp32
+ * accumulation (CUBLAS_COMPUTE_32F, cuDNN's compute type FLOAT) and adds
+ * the bias with a kernel of ours (cuda_half.cu).  Converting per call
+ * costs a pass over weights that are small next to the activations, and
+ * no cached copy can go stale when the caller changes its weights.
+ *
  * Batches: conv3x3 takes `batch` images stored one after another and
  * hands them to cuDNN as one NHWC tensor with N = batch (cuDNN pads each
  * image on its own), so one call covers the batch.  conv2x2s2 needs no
@@ -98,6 +106,25 @@ static int bias_grad(mdc_backend *be, const char *what, const float *dy, size_t 
 
 /* ------------------------------------------------------------ conv1x1 */
 
+/* The fp16 mode's conv1x1: y (half) = x (half) . w (converted to half in
+ * the workspace), fp32 accumulation, then the bias. */
+static void conv1x1_half(mdc_backend *be, const char *what, const void *x, size_t n, int cin,
+                         const float *w, const float *b, int cout, void *y) {
+  void *wh = mdc_cuda_workspace(be, (size_t)cin * cout * 2);
+  if (!wh || mdc_cuda_to_half(be, wh, w, (size_t)cin * cout, what)) return;
+  const float alpha = 1.0f, beta = 0.0f;
+  size_t chunk = chunk_rows(cin, cout);
+  for (size_t r = 0; r < n; r += chunk) {
+    int rows = (int)(n - r < chunk ? n - r : chunk);
+    cublasStatus_t st = cublasGemmEx(blas(be), CUBLAS_OP_N, CUBLAS_OP_N, cout, rows, cin, &alpha,
+                                     wh, CUDA_R_16F, cout, (const uint16_t *)x + r * cin,
+                                     CUDA_R_16F, cin, &beta, (uint16_t *)y + r * cout, CUDA_R_16F,
+                                     cout, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (mdc_cublas_check(be, st, what)) return;
+  }
+  if (b) mdc_cuda_add_bias_half(be, y, b, n, cout, what);
+}
+
 static void cuda_conv1x1(mdc_backend *be, const float *x, size_t n, int cin, const float *w,
                          const float *b, int cout, float *y) {
   if (mdc_cuda_ctx_of(be)->failed || n == 0 || cout <= 0) return;
@@ -105,6 +132,10 @@ static void cuda_conv1x1(mdc_backend *be, const float *x, size_t n, int cin, con
   snprintf(what, sizeof what, "conv1x1 %zux%d->%d", n, cin, cout);
   if (cin <= 0) {
     mdc_cuda_fail(be, "%s: no input channels", what);
+    return;
+  }
+  if (mdc_cuda_ctx_of(be)->half) {
+    conv1x1_half(be, what, x, n, cin, w, b, cout, y);
     return;
   }
   size_t chunk = chunk_rows(cin, cout);
@@ -199,6 +230,9 @@ static void entry_clear(conv_entry *e) {
 
 static int entry_make(mdc_backend *be, conv_entry *e, const conv_shape *s, const char *what) {
   const conv_shape c = *s;
+  /* fp16 mode: half tensors and filter, fp32 compute (cuDNN's "pseudo
+   * half" configuration) */
+  cudnnDataType_t data = mdc_cuda_ctx_of(be)->half ? CUDNN_DATA_HALF : CUDNN_DATA_FLOAT;
   int pad = c.ks == 3 ? 1 : 0, stride = c.ks == 3 ? 1 : 2;
   int oh = out_size(c.ks, c.h), ow = out_size(c.ks, c.w);
   e->s = c;
@@ -209,14 +243,14 @@ static int entry_make(mdc_backend *be, conv_entry *e, const conv_shape *s, const
     return -1;
   /* NHWC packed: cuDNN derives the strides (n: h w c, h: w c, w: c, c: 1),
    * which is our layout of a batch stored image after image. */
-  if (mdc_cudnn_check(be, cudnnSetTensor4dDescriptor(e->xd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT,
-                                                     c.n, c.cin, c.h, c.w),
+  if (mdc_cudnn_check(be, cudnnSetTensor4dDescriptor(e->xd, CUDNN_TENSOR_NHWC, data, c.n, c.cin,
+                                                     c.h, c.w),
                       what) ||
-      mdc_cudnn_check(be, cudnnSetTensor4dDescriptor(e->yd, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT,
-                                                     c.n, c.cout, oh, ow),
+      mdc_cudnn_check(be, cudnnSetTensor4dDescriptor(e->yd, CUDNN_TENSOR_NHWC, data, c.n, c.cout,
+                                                     oh, ow),
                       what) ||
-      mdc_cudnn_check(be, cudnnSetFilter4dDescriptor(e->wd, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC,
-                                                     c.cout, c.cin, c.ks, c.ks),
+      mdc_cudnn_check(be, cudnnSetFilter4dDescriptor(e->wd, data, CUDNN_TENSOR_NHWC, c.cout, c.cin,
+                                                     c.ks, c.ks),
                       what) ||
       mdc_cudnn_check(be, cudnnSetConvolution2dDescriptor(e->cd, pad, pad, stride, stride, 1, 1,
                                                           CUDNN_CROSS_CORRELATION,
@@ -431,9 +465,10 @@ static int choose(mdc_backend *be, conv_entry *e, int dir, const char *what) {
     show_candidates(c, dir, what, "fallback");
   }
   if (c->pick < c->count) return c->pick;
-  mdc_cuda_fail(be, "%s: cuDNN has no usable %s algorithm for NHWC fp32 (%d candidates tried; "
+  mdc_cuda_fail(be, "%s: cuDNN has no usable %s algorithm for NHWC %s (%d candidates tried; "
                 "last reason: %s)",
-                what, dir_name[dir], c->count, c->why);
+                what, dir_name[dir], mdc_cuda_ctx_of(be)->half ? "fp16" : "fp32", c->count,
+                c->why);
   return -1;
 }
 
@@ -510,16 +545,18 @@ static int copy_async(mdc_backend *be, void *dst, const void *src, size_t bytes,
                         what);
 }
 
-/* Workspace layout: [cuDNN-layout filter][staged a][staged b][staged out][cuDNN's]. */
+/* Workspace layout: [cuDNN-layout filter][staged a][staged b][staged out][cuDNN's].
+ * Sizes in activation values (half in the fp16 mode; the filter too). */
 static int conv_run(mdc_backend *be, const conv_call *k) {
   mdc_cuda_ctx *ctx = mdc_cuda_ctx_of(be);
   conv_choice *c = &k->e->dir[k->dir];
+  const size_t es = ctx->half ? 2 : sizeof(float);
   int stage_a = misaligned(k->a), stage_b = k->b && misaligned(k->b);
   int stage_out = k->out && misaligned(k->out);
-  size_t off_a = align256(k->nf * sizeof(float));
-  size_t off_b = off_a + (stage_a ? align256(k->na * sizeof(float)) : 0);
-  size_t off_out = off_b + (stage_b ? align256(k->nb * sizeof(float)) : 0);
-  size_t off_ws = off_out + (stage_out ? align256(k->nout * sizeof(float)) : 0);
+  size_t off_a = align256(k->nf * es);
+  size_t off_b = off_a + (stage_a ? align256(k->na * es) : 0);
+  size_t off_out = off_b + (stage_b ? align256(k->nb * es) : 0);
+  size_t off_ws = off_out + (stage_out ? align256(k->nout * es) : 0);
   for (;;) {
     int i = choose(be, k->e, k->dir, k->what);
     if (i < 0) return -1;
@@ -533,13 +570,19 @@ static int conv_run(mdc_backend *be, const conv_call *k) {
     float *filt = (float *)base;
     const float *a = k->a, *b = k->b;
     float *out = k->out;
-    if (k->dir != DIR_BWD_FILTER && to_cudnn_filter(be, k, filt)) return -1;
+    if (k->dir != DIR_BWD_FILTER) {
+      const conv_shape *s = &k->e->s;
+      if (ctx->half ? mdc_cuda_filter_to_half(be, filt, k->wt, (size_t)s->ks * s->ks * s->cin,
+                                              s->cout, k->what)
+                    : to_cudnn_filter(be, k, filt))
+        return -1;
+    }
     if (stage_a) {
-      if (copy_async(be, base + off_a, a, k->na * sizeof(float), k->what)) return -1;
+      if (copy_async(be, base + off_a, a, k->na * es, k->what)) return -1;
       a = (const float *)(base + off_a);
     }
     if (stage_b) {
-      if (copy_async(be, base + off_b, b, k->nb * sizeof(float), k->what)) return -1;
+      if (copy_async(be, base + off_b, b, k->nb * es, k->what)) return -1;
       b = (const float *)(base + off_b);
     }
     if (stage_out) out = (float *)(base + off_out);
@@ -561,7 +604,7 @@ static int conv_run(mdc_backend *be, const conv_call *k) {
       mdc_cudnn_check(be, st, what);
       return -1;
     }
-    if (stage_out && copy_async(be, k->out, out, k->nout * sizeof(float), k->what)) return -1;
+    if (stage_out && copy_async(be, k->out, out, k->nout * es, k->what)) return -1;
     if (k->dir == DIR_BWD_FILTER) return add_from_cudnn_filter(be, k, filt);
     return 0;
   }
@@ -611,8 +654,9 @@ static void conv_forward(mdc_backend *be, const char *name, int ks, const float 
   conv_call k = {.e = e, .dir = DIR_FWD, .what = what, .a = x, .wt = wt, .out = y,
                  .na = (size_t)batch * h * w * cin, .nout = npix * cout,
                  .nf = (size_t)ks * ks * cin * cout};
-  if (conv_run(be, &k)) return;
-  if (b) bias_rows(be, what, b, npix, cout, 1.0f, y);
+  if (conv_run(be, &k) || !b) return;
+  if (mdc_cuda_ctx_of(be)->half) mdc_cuda_add_bias_half(be, y, b, npix, cout, what);
+  else bias_rows(be, what, b, npix, cout, 1.0f, y);
 }
 
 static void conv_backward(mdc_backend *be, const char *name, int ks, const float *x, int batch,

@@ -72,12 +72,23 @@ void *mdc_cuda_workspace_try(mdc_backend *be, size_t bytes);
 /* Frees cuda_conv.c's descriptor cache (the backend's `free`). */
 void mdc_cuda_conv_release(mdc_backend *be);
 
+/* The fp16 mode's conversions (cuda_half.cu), queued on the stream; 0, or
+ * -1 after recording a failure.  dst[n] = half(src[n]); the filter form
+ * writes cuDNN's [cout][rows] from our [rows][cout]; the bias form does
+ * y[n][cout] += b (y half, b fp32). */
+int mdc_cuda_to_half(mdc_backend *be, void *dst, const float *src, size_t n, const char *what);
+int mdc_cuda_filter_to_half(mdc_backend *be, void *dst, const float *wt, size_t rows, int cout,
+                            const char *what);
+int mdc_cuda_add_bias_half(mdc_backend *be, void *y, const float *b, size_t n, int cout,
+                           const char *what);
+
 /* Table fillers, one per file. */
 void mdc_cuda_conv_init(mdc_backend *be);        /* cuda_conv.c: conv1x1/3x3/2x2s2 + backward */
 void mdc_cuda_nafblock_init(mdc_backend *be);    /* cuda_nafblock.c: nafblock_* */
 void mdc_cuda_elementwise_init(mdc_backend *be); /* cuda_elementwise.cu */
 void mdc_cuda_reduce_init(mdc_backend *be);      /* cuda_reduce.cu */
 void mdc_cuda_dwconv_init(mdc_backend *be);      /* cuda_dwconv.cu */
+void mdc_cuda_half_init(mdc_backend *be);        /* cuda_half.cu: the fp16 mode (after the others) */
 
 /* Launch geometry: blocks of `threads` covering n items, capped for
  * grid-stride loops. */

@@ -2,9 +2,9 @@
  * kernels/cuda_loader.c with dlsym. */
 #include "backend.h"
 
-mdc_backend *mdc_cuda_backend_create(int device, int strict_fp32, char *msg, size_t msg_size);
+mdc_backend *mdc_cuda_backend_create(int device, int precision, char *msg, size_t msg_size);
 
 __attribute__((visibility("default"))) mdc_backend *
-mdc_cuda_module_backend_new(int device, int strict_fp32, char *msg, size_t msg_size) {
-  return mdc_cuda_backend_create(device, strict_fp32, msg, msg_size);
+mdc_cuda_module_backend_new(int device, int precision, char *msg, size_t msg_size) {
+  return mdc_cuda_backend_create(device, precision, msg, msg_size);
 }

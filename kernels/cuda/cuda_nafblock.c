@@ -91,6 +91,7 @@ static void cuda_nafblock_forward(mdc_backend *be, const mdc_nafblock_params *p,
   be->pool_mean(be, t, 1, h, w, c, window, pooled);
   be->conv1x1(be, pooled, pooled_n, c, p->sca_w, p->sca_b, c, sv);
   float *u; /* conv3's output */
+  /* the fold needs mask_pixels, which the fp16 mode lacks (W3 is fp32, s half) */
   if (global && be->mask_pixels && !ctx->unfused) {
     be->mask_pixels(be, p->conv3_w, sv, (size_t)c, c, w3s); /* row i of W3 times s[i] */
     be->conv1x1(be, t, n, c, w3s, p->conv3_b, c, f);

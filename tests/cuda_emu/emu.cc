@@ -372,12 +372,63 @@ template <class R, class... A> struct cpu_forward<R (*)(mdc_backend *, A...)> {
 #define CPU_ENTRY(name) \
   be->name = cpu_forward<decltype(mdc_backend::name)>::call<&mdc_backend::name>
 
+/* The fp16 mode's stand-ins: activations converted around the CPU's fp32
+ * convolutions, weights as they are (the GPU converts them to half, so its
+ * results differ from these by that rounding too, within the tests'
+ * fp16 tolerances). */
+float *half_to_float(const void *p, size_t n) {
+  float *f = (float *)malloc((n ? n : 1) * sizeof(float));
+  if (!f) abort();
+  for (size_t i = 0; i < n; i++) f[i] = __half2float(((const __half *)p)[i]);
+  return f;
+}
+
+void float_to_half(void *p, float *f, size_t n) { /* frees f */
+  for (size_t i = 0; i < n; i++) ((__half *)p)[i] = __float2half_rn(f[i]);
+  free(f);
+}
+
+mdc_backend *cpu_of(mdc_backend *be) { return ((emu_ctx *)be->ctx)->cpu; }
+
+void half_conv1x1(mdc_backend *be, const float *x, size_t n, int cin, const float *w,
+                  const float *b, int cout, float *y) {
+  float *xf = half_to_float(x, n * cin), *yf = (float *)malloc((n * cout + 1) * sizeof(float));
+  cpu_of(be)->conv1x1(cpu_of(be), xf, n, cin, w, b, cout, yf);
+  free(xf);
+  float_to_half(y, yf, n * cout);
+}
+
+void half_conv3x3(mdc_backend *be, const float *x, int batch, int h, int w, int cin,
+                  const float *wt, const float *b, int cout, float *y) {
+  size_t px = (size_t)batch * h * w;
+  float *xf = half_to_float(x, px * cin), *yf = (float *)malloc((px * cout + 1) * sizeof(float));
+  cpu_of(be)->conv3x3(cpu_of(be), xf, batch, h, w, cin, wt, b, cout, yf);
+  free(xf);
+  float_to_half(y, yf, px * cout);
+}
+
+void half_conv2x2s2(mdc_backend *be, const float *x, int h, int w, int cin, const float *wt,
+                    const float *b, int cout, float *y) {
+  size_t out = (size_t)(h / 2) * (w / 2) * cout;
+  float *xf = half_to_float(x, (size_t)h * w * cin), *yf = (float *)malloc((out + 1) * sizeof(float));
+  cpu_of(be)->conv2x2s2(cpu_of(be), xf, h, w, cin, wt, b, cout, yf);
+  free(xf);
+  float_to_half(y, yf, out);
+}
+
 } // namespace
 
-/* The emulated "device 0"; strict_fp32 is kept but changes nothing here
- * (TF32 is a cuBLAS / cuDNN matter). */
-extern "C" mdc_backend *mdc_cuda_module_backend_new(int device, int strict_fp32, char *msg,
+/* The emulated "device 0".  MDC_CUDA_STRICT_FP32 is kept but changes
+ * nothing here (TF32 is a cuBLAS / cuDNN matter); MDC_CUDA_FP16 stores
+ * activations as half, as on a GPU. */
+extern "C" mdc_backend *mdc_cuda_module_backend_new(int device, int precision, char *msg,
                                                     size_t msg_size) {
+  if (precision != MDC_CUDA_TF32 && precision != MDC_CUDA_STRICT_FP32 &&
+      precision != MDC_CUDA_FP16) {
+    snprintf(msg, msg_size, "unknown CUDA precision mode %d", precision);
+    return nullptr;
+  }
+  const int strict_fp32 = precision == MDC_CUDA_STRICT_FP32, half = precision == MDC_CUDA_FP16;
   if (device != 0) {
     snprintf(msg, msg_size, "CUDA device %d does not exist (the emulator has only device 0)",
              device);
@@ -400,10 +451,11 @@ extern "C" mdc_backend *mdc_cuda_module_backend_new(int device, int strict_fp32,
   poison(e->cuda.reduce, MDC_CUDA_REDUCE_SLOTS * sizeof(double));
   for (size_t i = 0; i < MDC_CUDA_ONES; i++) e->cuda.ones[i] = 1.0f;
   e->cuda.device = 0;
-  e->cuda.strict_fp32 = strict_fp32 ? 1 : 0;
+  e->cuda.strict_fp32 = strict_fp32;
+  e->cuda.half = half;
   e->cuda.gemm_compute = strict_fp32 ? CUBLAS_COMPUTE_32F : CUBLAS_COMPUTE_32F_FAST_TF32;
   snprintf(e->cuda.name, sizeof e->cuda.name, "cuda:0 emulated on the CPU (tests/cuda_emu, %s)",
-           strict_fp32 ? "strict fp32" : "fp32");
+           half ? "fp16" : strict_fp32 ? "strict fp32" : "fp32");
   be->ctx = e;
   be->name = e->cuda.name;
   be->free = emu_free;
@@ -425,5 +477,11 @@ extern "C" mdc_backend *mdc_cuda_module_backend_new(int device, int strict_fp32,
   mdc_cuda_elementwise_init(be);
   mdc_cuda_reduce_init(be);
   mdc_cuda_dwconv_init(be);
+  if (half) {
+    mdc_cuda_half_init(be);
+    be->conv1x1 = half_conv1x1;
+    be->conv3x3 = half_conv3x3;
+    be->conv2x2s2 = half_conv2x2s2;
+  }
   return be;
 }
