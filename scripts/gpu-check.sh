@@ -1,7 +1,7 @@
 #!/bin/bash
 # gpu-check.sh OUTDIR [quick] - on a machine with an NVIDIA GPU, from the
 # repository root, with gpu-kit/ made by scripts/gpu-kit.sh: the GPU tests
-# (strict fp32 and TF32 against the CPU), compute-sanitizer memcheck on
+# (strict fp32, TF32 and fp16 against the CPU), compute-sanitizer memcheck on
 # them, and the benchmarks against PyTorch on the same network, weights,
 # input and GPU.  Every log lands in OUTDIR; the summary is printed.
 set -uo pipefail
@@ -30,6 +30,12 @@ run() { # name, command...
 run test_cuda_ops $kit/bin/test_cuda_ops
 run test_cuda $kit/bin/test_cuda
 run test_cuda_net $kit/bin/test_cuda_net data/default.safetensors
+# the shipped weights restoring a photo in fp16 against the CPU, end to end
+MASKDCPT_CUDA_FP16=1 run restore_fp16 $kit/bin/maskdcpt restore data/samples/coffee.png \
+  "$out/coffee-fp16.png" --device cuda -w data/default.safetensors
+run restore_cpu $kit/bin/maskdcpt restore data/samples/coffee.png "$out/coffee-cpu.png" --device cpu \
+  -w data/default.safetensors
+run compare_fp16 $kit/bin/maskdcpt compare "$out/coffee-cpu.png" "$out/coffee-fp16.png"
 
 # Benchmarks: the same random width-32 network for both sides.
 $kit/bin/maskdcpt init "$out/w32.safetensors" --width 32 >/dev/null 2>&1 ||
@@ -42,6 +48,11 @@ for n in 1024 4096; do
     --device cuda --size $n --scalar-size 0
   run bench_torch_$n python3 tools/torch_bench.py infer "$out/w32.safetensors" --size $n --device cuda \
     --tf32 --json "$out/torch_infer_$n.json"
+  # fp16 storage on both sides (ours: MASKDCPT_CUDA_FP16; PyTorch: the network in half)
+  MASKDCPT_CUDA_FP16=1 run bench_c_fp16_$n $kit/bin/maskdcpt bench -w "$out/w32.safetensors" \
+    --device cuda --size $n --scalar-size 0
+  run bench_torch_fp16_$n python3 tools/torch_bench.py infer "$out/w32.safetensors" --size $n \
+    --device cuda --dtype fp16 --json "$out/torch_infer_fp16_$n.json"
 done
 run train_c $kit/bin/maskdcpt-train bench --device cuda --width 32 --crop 256 --batch 16 --steps 20
 # the same step one crop per pass (the trainer before batched layers)
