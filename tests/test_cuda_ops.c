@@ -94,18 +94,24 @@ static buf buf_from(float *host, size_t n) { /* takes host */
   return b;
 }
 
-/* uniform in [offset - scale, offset + scale) */
-static buf buf_rand(size_t n, float scale, float offset) {
+/* Host arrays: uniform in [offset - scale, offset + scale), or NaN. */
+static float *host_rand(size_t n, float scale, float offset) {
   float *h = ct_rand(n, scale);
   for (size_t i = 0; i < n; i++) h[i] += offset;
-  return buf_from(h, n);
+  return h;
 }
 
-static buf buf_nan(size_t n) {
+static float *host_nan(size_t n) {
   float *h = malloc((n ? n : 1) * sizeof(float));
   for (size_t i = 0; i < n; i++) h[i] = NAN;
-  return buf_from(h, n);
+  return h;
 }
+
+static buf buf_rand(size_t n, float scale, float offset) {
+  return buf_from(host_rand(n, scale, offset), n);
+}
+
+static buf buf_nan(size_t n) { return buf_from(host_nan(n), n); }
 
 static buf buf_copy(const buf *src) {
   float *h = malloc((src->n ? src->n : 1) * sizeof(float));
@@ -124,15 +130,20 @@ static void buf_free(buf *b) {
   memset(b, 0, sizeof *b);
 }
 
+/* "entry case...", the name a failure is reported under */
+static void case_name(char *what, size_t size, const char *entry, const char *fmt, va_list ap) {
+  int len = snprintf(what, size, "%s ", entry);
+  vsnprintf(what + len, size - len, fmt, ap);
+}
+
 /* Compares the device copy with the host (reference) one. */
 static void check_buf(const char *entry, const buf *b, double tol, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void check_buf(const char *entry, const buf *b, double tol, const char *fmt, ...) {
   char what[256];
-  int len = snprintf(what, sizeof what, "%s ", entry);
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(what + len, sizeof what - len, fmt, ap);
+  case_name(what, sizeof what, entry, fmt, ap);
   va_end(ap);
   note(entry, ct_compare(gpu, what, b->d, b->h, b->n, tol), tol);
 }
@@ -882,16 +893,10 @@ static hbuf h_from(float *host, size_t n) { /* takes host */
 }
 
 static hbuf h_rand(size_t n, float scale, float offset) {
-  float *h = ct_rand(n, scale);
-  for (size_t i = 0; i < n; i++) h[i] += offset;
-  return h_from(h, n);
+  return h_from(host_rand(n, scale, offset), n);
 }
 
-static hbuf h_nan(size_t n) {
-  float *h = malloc((n ? n : 1) * sizeof(float));
-  for (size_t i = 0; i < n; i++) h[i] = NAN;
-  return h_from(h, n);
-}
+static hbuf h_nan(size_t n) { return h_from(host_nan(n), n); }
 
 static void h_free(hbuf *b) {
   free(b->h);
@@ -904,10 +909,9 @@ static void h_check(const char *entry, const hbuf *b, double tol, const char *fm
     __attribute__((format(printf, 4, 5)));
 static void h_check(const char *entry, const hbuf *b, double tol, const char *fmt, ...) {
   char what[256];
-  int len = snprintf(what, sizeof what, "%s ", entry);
   va_list ap;
   va_start(ap, fmt);
-  vsnprintf(what + len, sizeof what - len, fmt, ap);
+  case_name(what, sizeof what, entry, fmt, ap);
   va_end(ap);
   float *got = malloc((b->n ? b->n : 1) * sizeof(float));
   mdc_be_act_download(gpu16, got, b->d, b->n);
