@@ -305,26 +305,33 @@ static int level_window(const mdc_arch *a, int level) {
   return k < 1 ? 1 : k;
 }
 
+/* Floats of plan space for n activation values: n, or in the fp16 mode
+ * (2-byte values) half of it, rounded up to 64 bytes so that every
+ * tensor stays aligned. */
+static size_t act_floats(const mdc_backend *be, size_t n) {
+  return be->act_half ? (n + 31) / 32 * 16 : n;
+}
+
 static void make_plan(const mdc_net *net, mdc_backend *be, int h, int w, plan *p) {
   const mdc_arch *a = &net->arch;
   int m = mdc_arch_multiple(a);
   p->hp = round_up(h, m);
   p->wp = round_up(w, m);
   size_t pix = (size_t)p->hp * p->wp;
-  size_t s0 = pix * (size_t)a->width;
+  size_t s0 = act_floats(be, pix * (size_t)a->width), s3 = act_floats(be, pix * 3);
   size_t off = 0;
-  p->inp = off, off += pix * 3;
+  p->inp = off, off += s3;
   p->a = off, off += s0;
   p->b = off, off += s0;
-  p->f = off, off += s0 > pix * 3 ? s0 : pix * 3;
+  p->f = off, off += s0 > s3 ? s0 : s3;
   for (int l = 0; l < a->levels; l++) {
     p->skip[l] = off;
-    off += (pix >> (2 * l)) * (size_t)mdc_arch_channels(a, l);
+    off += act_floats(be, (pix >> (2 * l)) * (size_t)mdc_arch_channels(a, l));
   }
   /* whole rows per chunk: a device backend takes bigger ones (fewer launches) */
   size_t chunk = mdc_be_is_device(be) ? 16 * (size_t)CLS_CHUNK : CLS_CHUNK;
   p->cls_rows = chunk > (size_t)p->wp ? (int)(chunk / p->wp) : 1;
-  p->cls = off, off += (size_t)p->cls_rows * p->wp * a->cls_hidden;
+  p->cls = off, off += act_floats(be, (size_t)p->cls_rows * p->wp * a->cls_hidden);
   p->gsum = off, off += (size_t)(a->levels + 1) * a->cls_hidden;
   size_t scratch = 0;
   for (int l = 0; l <= a->levels; l++) {

@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "model.h"
 #include "test_util.h"
 #ifdef MDC_TEST_TRAINER
 #include "train_net.h"
@@ -170,6 +171,34 @@ static void check_shipped(const char *weights) {
         mode_name(g_mode), p);
   free(img);
   maskdcpt_model_free(m);
+}
+
+/* The fp16 mode's working memory: activations take half the bytes, so a
+ * tile needs about half of fp32's (the tile planner then takes larger
+ * tiles from the same budget). */
+static void check_fp16_plan(void) {
+  mdc_arch arch;
+  tu_small_arch(&arch, 8, 2, 24);
+  mdc_weights w;
+  mdc_net net;
+  char msg[256];
+  if (mdc_weights_init_random(&w, &arch, 3, 0.5f, NULL) != MASKDCPT_OK ||
+      mdc_net_init(&net, &w, NULL) != MASKDCPT_OK) {
+    CHECK(0, "%s", "a random network");
+    return;
+  }
+  mdc_weights_clear(&w);
+  mdc_backend *b32 = mdc_backend_cuda_new(0, MDC_CUDA_STRICT_FP32, msg, sizeof msg);
+  mdc_backend *b16 = mdc_backend_cuda_new(0, MDC_CUDA_FP16, msg, sizeof msg);
+  CHECK(b32 && b16, "backends: %s", msg);
+  if (b32 && b16) {
+    size_t a = mdc_net_work_bytes(&net, b32, 512, 384), b = mdc_net_work_bytes(&net, b16, 512, 384);
+    printf("working memory for 512x384: fp32 %zu bytes, fp16 %zu (%.3f)\n", a, b, (double)b / a);
+    CHECK(b > a * 0.45 && b < a * 0.55, "fp16 plan %zu bytes against fp32 %zu", b, a);
+  }
+  mdc_backend_free(b32);
+  mdc_backend_free(b16);
+  mdc_net_clear(&net);
 }
 
 #ifndef CT_EMULATED /* the real module's memory and messages */
@@ -349,6 +378,7 @@ int main(int argc, char **argv) {
   set_mode(MDC_CUDA_FP16);
   check_inference();
   check_shipped(argc > 1 ? argv[1] : NULL);
+  check_fp16_plan();
   return tu_finish();
 }
 #else
@@ -375,6 +405,7 @@ int main(int argc, char **argv) {
   set_mode(MDC_CUDA_FP16);
   check_inference();
   check_shipped(weights);
+  check_fp16_plan();
   set_mode(MDC_CUDA_TF32);
   check_loader_messages();
   check_out_of_memory();

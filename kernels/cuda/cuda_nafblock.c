@@ -23,15 +23,15 @@ static int pool_is_global(int h, int w, int window) {
 static size_t align256(size_t bytes) { return (bytes + 255) & ~(size_t)255; }
 
 /* Scratch, each part 256-byte aligned (plus 256 bytes of slack to align
- * the caller's pointer):
- *   buf0, buf1  n x 2c floats   ping-pong between the layers
- *   pooled, s   n x c floats each when windowed, c each when global
+ * the caller's pointer); activations of es bytes (4, or 2 in the fp16
+ * mode):
+ *   buf0, buf1  n x 2c activations   ping-pong between the layers
+ *   pooled, s   n x c activations each when windowed, c each when global
  *   w3s         c x c floats: conv3's weights times the channel scale */
 static size_t cuda_nafblock_scratch_size(mdc_backend *be, int c, int h, int w, int window) {
-  (void)be;
-  size_t n = (size_t)h * w;
+  size_t n = (size_t)h * w, es = mdc_be_act_size(be);
   size_t pooled = pool_is_global(h, w, window) ? (size_t)c : n * c;
-  return 256 + 2 * align256(n * 2 * c * sizeof(float)) + 2 * align256(pooled * sizeof(float)) +
+  return 256 + 2 * align256(n * 2 * c * es) + 2 * align256(pooled * es) +
          align256((size_t)c * c * sizeof(float));
 }
 
@@ -64,16 +64,16 @@ static void cuda_nafblock_forward(mdc_backend *be, const mdc_nafblock_params *p,
                   !scratch ? "no scratch memory" : "y must not be x");
     return;
   }
-  size_t n = (size_t)h * w, pooled_n = global ? 1 : n;
+  size_t n = (size_t)h * w, pooled_n = global ? 1 : n, es = mdc_be_act_size(be);
   char *s = (char *)(((uintptr_t)scratch + 255) & ~(uintptr_t)255);
   float *buf0 = (float *)s;
-  s += align256(n * 2 * c * sizeof(float));
+  s += align256(n * 2 * c * es);
   float *buf1 = (float *)s;
-  s += align256(n * 2 * c * sizeof(float));
+  s += align256(n * 2 * c * es);
   float *pooled = (float *)s;
-  s += align256(pooled_n * c * sizeof(float));
+  s += align256(pooled_n * c * es);
   float *sv = (float *)s;
-  s += align256(pooled_n * c * sizeof(float));
+  s += align256(pooled_n * c * es);
   float *w3s = (float *)s;
 
   /* One image (batch 1), one row of LayerNorm parameters, s per pixel
