@@ -371,8 +371,9 @@ static void check_loader(void) {
   CHECK(tr_dataset_set_class_weights(&ds, "clean=2,noise=2,jpeg=2", 12, msg, sizeof msg) == 0,
         "%s", msg);
   CHECK(ds.class_weighted, "unequal weights are weighted");
-  CHECK(tr_dataset_set_class_weights(&ds, "", 12, msg, sizeof msg) == 0 && !ds.class_weighted,
-        "no weights: uniform");
+  CHECK(tr_dataset_set_class_weights(&ds, "", 12, msg, sizeof msg) == 0 && !ds.class_weighted &&
+            tr_dataset_class_balance(&ds, 1, 12) == 1.0,
+        "no weights: uniform, balance 1");
   for (int i = 0; i < 64; i++) {
     tr_sample s = {c, d, 0, 0};
     tr_dataset_train_sample(&ds, 9, i, 0, crop, 12, &s, msg, sizeof msg);
@@ -387,6 +388,12 @@ static void check_loader(void) {
       CHECK(tr_dataset_train_sample(&ds, 9, i, j, crop, 12, &s, msg, sizeof msg) == 0, "%s", msg);
       if (s.label >= 0 && s.label < 12) counts[s.label]++;
     }
+  /* the classification loss's balance: (13 / 12) / weight */
+  CHECK(fabs(tr_dataset_class_balance(&ds, noise, 12) - 13.0 / 36) < 1e-12 &&
+            fabs(tr_dataset_class_balance(&ds, 0, 12) - 13.0 / 12) < 1e-12 &&
+            tr_dataset_class_balance(&ds, haze, 12) == 0.0,
+        "class balance %g %g %g", tr_dataset_class_balance(&ds, noise, 12),
+        tr_dataset_class_balance(&ds, 0, 12), tr_dataset_class_balance(&ds, haze, 12));
   int n = draws * 12;
   CHECK(counts[haze] == 0, "weight 0: haze never drawn (%d)", counts[haze]);
   double share = (double)counts[noise] / n;

@@ -225,6 +225,14 @@ static int pick_class(const tr_dataset *ds, uint64_t d, int num_classes) {
   return last; /* rounding left u at the very end */
 }
 
+double tr_dataset_class_balance(const tr_dataset *ds, int label, int num_classes) {
+  if (!ds->class_weighted || label < 0 || label >= num_classes) return 1.0;
+  if (!(ds->class_weight[label] > 0)) return 0.0; /* never drawn */
+  double total = 0;
+  for (int k = 0; k < num_classes; k++) total += ds->class_weight[k];
+  return total / num_classes / ds->class_weight[label];
+}
+
 int tr_dataset_set_class_weights(tr_dataset *ds, const char *spec, int num_classes, char *msg,
                                  size_t msg_size) {
   if (num_classes < 1 || num_classes > TR_MAX_CLASSES) {

@@ -63,6 +63,12 @@ typedef struct tr_sample {
   float level;
 } tr_sample;
 
+/* The weight that makes a per-crop loss count every class alike when
+ * classes are drawn by weight: (mean weight) / (weight of label); 1 when
+ * drawn uniformly.  The trainer puts it on the classification loss, so
+ * the classifier does not learn the drawing frequencies as a prior. */
+double tr_dataset_class_balance(const tr_dataset *ds, int label, int num_classes);
+
 /* Training sample `index` of step `step`: a random crop of a random
  * training photo, flipped and rotated by 90-degree steps, degraded with a
  * class (num_classes of the registry's first classes, uniformly or by the

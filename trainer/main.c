@@ -103,7 +103,9 @@ static const char *usage =
     "                      photos are (default 8; 0 = keep them in float)\n"
     "  --class-weights L   how often each class is drawn, relative, e.g.\n"
     "                      noise=3,low-light=2 (unnamed classes 1; default:\n"
-    "                      all equal)\n"
+    "                      all equal); the classification loss weighs each\n"
+    "                      crop by the inverse, so every class counts alike\n"
+    "                      there\n"
     "  --fp16              export the weights as float16\n"
     "  --focal-gamma X     focal loss gamma (2; 0 = cross-entropy)\n"
     "  --cls-weight X      weight of the classification loss (0.1)\n"
@@ -474,7 +476,10 @@ int main(int argc, char **argv) {
       for (int i = 0; i < n; i++) {
         const double *lg = t.logits + (size_t)i * k;
         int label = samples[b0 + i].label;
-        focal += tr_focal_loss(lg, k, label, s.focal_gamma, s.cls_weight / s.batch, dlog + i * k);
+        /* with --class-weights, each class counts alike in the classifier's loss */
+        double balance = tr_dataset_class_balance(&ds, label, k);
+        focal += tr_focal_loss(lg, k, label, s.focal_gamma, s.cls_weight * balance / s.batch,
+                               dlog + i * k);
         int best = 0;
         for (int q = 1; q < k; q++)
           if (lg[q] > lg[best]) best = q;
