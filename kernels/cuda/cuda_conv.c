@@ -51,18 +51,25 @@ static cublasHandle_t blas(mdc_backend *be) {
   return h;
 }
 
-/* C = op(A) op(B) + beta C, column-major, alpha 1.  `tf32`: this product
- * may use the backend's TF32 compute type (never in strict mode). */
+/* C = op(A) op(B) + beta C, column-major, alpha 1, every matrix of `type`
+ * (fp32, or half in the fp16 mode), summed as `compute` says. */
+static int gemm_typed(mdc_backend *be, const char *what, cublasOperation_t ta,
+                      cublasOperation_t tb, int m, int n, int k, const void *a, int lda,
+                      const void *b, int ldb, float beta, void *c, int ldc, cudaDataType_t type,
+                      cublasComputeType_t compute) {
+  const float alpha = 1.0f;
+  cublasStatus_t s = cublasGemmEx(blas(be), ta, tb, m, n, k, &alpha, a, type, lda, b, type, ldb,
+                                  &beta, c, type, ldc, compute, CUBLAS_GEMM_DEFAULT);
+  return mdc_cublas_check(be, s, what);
+}
+
+/* The fp32 product.  `tf32`: it may use the backend's TF32 compute type
+ * (never in strict mode). */
 static int gemm(mdc_backend *be, const char *what, cublasOperation_t ta, cublasOperation_t tb,
                 int m, int n, int k, const float *a, int lda, const float *b, int ldb, float beta,
                 float *c, int ldc, int tf32) {
-  mdc_cuda_ctx *ctx = mdc_cuda_ctx_of(be);
-  const float alpha = 1.0f;
-  cublasComputeType_t compute = tf32 ? ctx->gemm_compute : CUBLAS_COMPUTE_32F;
-  cublasStatus_t s = cublasGemmEx(blas(be), ta, tb, m, n, k, &alpha, a, CUDA_R_32F, lda, b,
-                                  CUDA_R_32F, ldb, &beta, c, CUDA_R_32F, ldc, compute,
-                                  CUBLAS_GEMM_DEFAULT);
-  return mdc_cublas_check(be, s, what);
+  cublasComputeType_t compute = tf32 ? mdc_cuda_ctx_of(be)->gemm_compute : CUBLAS_COMPUTE_32F;
+  return gemm_typed(be, what, ta, tb, m, n, k, a, lda, b, ldb, beta, c, ldc, CUDA_R_32F, compute);
 }
 
 /* Rows per cuBLAS call: at most MDC_CUDA_ONES (the ones vector) and few
@@ -106,50 +113,42 @@ static int bias_grad(mdc_backend *be, const char *what, const float *dy, size_t 
 
 /* ------------------------------------------------------------ conv1x1 */
 
-/* The fp16 mode's conv1x1: y (half) = x (half) . w (converted to half in
- * the workspace), fp32 accumulation, then the bias. */
-static void conv1x1_half(mdc_backend *be, const char *what, const void *x, size_t n, int cin,
-                         const float *w, const float *b, int cout, void *y) {
-  void *wh = mdc_cuda_workspace(be, (size_t)cin * cout * 2);
-  if (!wh || mdc_cuda_to_half(be, wh, w, (size_t)cin * cout, what)) return;
-  const float alpha = 1.0f, beta = 0.0f;
-  size_t chunk = chunk_rows(cin, cout);
-  for (size_t r = 0; r < n; r += chunk) {
-    int rows = (int)(n - r < chunk ? n - r : chunk);
-    cublasStatus_t st = cublasGemmEx(blas(be), CUBLAS_OP_N, CUBLAS_OP_N, cout, rows, cin, &alpha,
-                                     wh, CUDA_R_16F, cout, (const uint16_t *)x + r * cin,
-                                     CUDA_R_16F, cin, &beta, (uint16_t *)y + r * cout, CUDA_R_16F,
-                                     cout, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-    if (mdc_cublas_check(be, st, what)) return;
-  }
-  if (b) mdc_cuda_add_bias_half(be, y, b, n, cout, what);
-}
-
+/* fp32: the bias first, as the reference does, then the product added.
+ * fp16: the weights converted to half in the workspace, the product, then
+ * the bias (cuda_half.cu). */
 static void cuda_conv1x1(mdc_backend *be, const float *x, size_t n, int cin, const float *w,
                          const float *b, int cout, float *y) {
-  if (mdc_cuda_ctx_of(be)->failed || n == 0 || cout <= 0) return;
+  mdc_cuda_ctx *ctx = mdc_cuda_ctx_of(be);
+  if (ctx->failed || n == 0 || cout <= 0) return;
   char what[96];
   snprintf(what, sizeof what, "conv1x1 %zux%d->%d", n, cin, cout);
   if (cin <= 0) {
     mdc_cuda_fail(be, "%s: no input channels", what);
     return;
   }
-  if (mdc_cuda_ctx_of(be)->half) {
-    conv1x1_half(be, what, x, n, cin, w, b, cout, y);
-    return;
+  const size_t es = ctx->half ? 2 : sizeof(float);
+  const cudaDataType_t type = ctx->half ? CUDA_R_16F : CUDA_R_32F;
+  const cublasComputeType_t compute = ctx->half ? CUBLAS_COMPUTE_32F : ctx->gemm_compute;
+  const void *wm = w;
+  if (ctx->half) {
+    void *wh = mdc_cuda_workspace(be, (size_t)cin * cout * es);
+    if (!wh || mdc_cuda_to_half(be, wh, w, (size_t)cin * cout, what)) return;
+    wm = wh;
   }
   size_t chunk = chunk_rows(cin, cout);
   for (size_t r = 0; r < n; r += chunk) {
     int rows = (int)(n - r < chunk ? n - r : chunk);
+    char *yr = (char *)y + r * cout * es;
     float beta = 0.0f;
-    if (b) { /* the bias first, as the reference does */
-      if (bias_rows(be, what, b, (size_t)rows, cout, 0.0f, y + r * cout)) return;
+    if (b && !ctx->half) {
+      if (bias_rows(be, what, b, (size_t)rows, cout, 0.0f, (float *)yr)) return;
       beta = 1.0f;
     }
-    if (gemm(be, what, CUBLAS_OP_N, CUBLAS_OP_N, cout, rows, cin, w, cout, x + r * cin, cin, beta,
-             y + r * cout, cout, 1))
+    if (gemm_typed(be, what, CUBLAS_OP_N, CUBLAS_OP_N, cout, rows, cin, wm, cout,
+                   (const char *)x + r * cin * es, cin, beta, yr, cout, type, compute))
       return;
   }
+  if (b && ctx->half) mdc_cuda_add_bias_half(be, y, b, n, cout, what);
 }
 
 static void cuda_conv1x1_backward(mdc_backend *be, const float *x, size_t n, int cin,
