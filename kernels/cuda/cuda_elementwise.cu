@@ -106,9 +106,7 @@ static __device__ __forceinline__ float ln_input(const A *x, ln_residual<A> res,
   float v = ldf(x[i * c + k]);
   if (res.r) {
     float r = ldf(res.r[i * c + k]);
-    v = res.s ? v + res.s[k] * r : v + r;
-    stf(res.sum + i * c + k, v);
-    v = ldf(res.sum[i * c + k]);
+    v = stf_get(res.sum + i * c + k, res.s ? v + res.s[k] * r : v + r);
   }
   return v;
 }

@@ -55,6 +55,16 @@ static __device__ __forceinline__ float4 ldf(half4 v) {
 static __device__ __forceinline__ void stf(float *p, float v) { *p = v; }
 static __device__ __forceinline__ void stf(__half *p, float v) { *p = __float2half_rn(v); }
 static __device__ __forceinline__ void stf(float4 *p, float4 v) { *p = v; }
+/* Stores v and returns the value stored (v rounded as the storage holds it). */
+static __device__ __forceinline__ float stf_get(float *p, float v) {
+  *p = v;
+  return v;
+}
+static __device__ __forceinline__ float stf_get(__half *p, float v) {
+  __half h = __float2half_rn(v);
+  *p = h;
+  return __half2float(h);
+}
 static __device__ __forceinline__ void stf(half4 *p, float4 v) {
   half4 h;
   h.a = __floats2half2_rn(v.x, v.y);
