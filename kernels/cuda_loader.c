@@ -15,14 +15,13 @@
 #define MDC_CUDA_MODULE_PATH ""
 #endif
 
-static int env_set(const char *name);
-
-int mdc_cuda_strict_requested(void) { return env_set("MASKDCPT_CUDA_STRICT"); }
-
+/* The variable is set and not "0". */
 static int env_set(const char *name) {
   const char *s = getenv(name);
   return s && *s && strcmp(s, "0") != 0;
 }
+
+int mdc_cuda_strict_requested(void) { return env_set("MASKDCPT_CUDA_STRICT"); }
 
 int mdc_cuda_precision_requested(void) {
   if (mdc_cuda_strict_requested()) return MDC_CUDA_STRICT_FP32;

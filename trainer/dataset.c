@@ -210,10 +210,15 @@ static int degrade_into(const tr_dataset *ds, tr_sample *out, int crop, int labe
 
 /* The class for the random word d: d mod num_classes when uniform, else
  * by the weights' cumulative sums. */
-static int pick_class(const tr_dataset *ds, uint64_t d, int num_classes) {
-  if (!ds->class_weighted) return (int)(d % (uint64_t)num_classes);
+static double weight_total(const tr_dataset *ds, int num_classes) {
   double total = 0;
   for (int k = 0; k < num_classes; k++) total += ds->class_weight[k];
+  return total;
+}
+
+static int pick_class(const tr_dataset *ds, uint64_t d, int num_classes) {
+  if (!ds->class_weighted) return (int)(d % (uint64_t)num_classes);
+  double total = weight_total(ds, num_classes);
   double u = (double)(d >> 11) * (1.0 / 9007199254740992.0) * total;
   int last = 0;
   for (int k = 0; k < num_classes; k++) {
@@ -228,9 +233,7 @@ static int pick_class(const tr_dataset *ds, uint64_t d, int num_classes) {
 double tr_dataset_class_balance(const tr_dataset *ds, int label, int num_classes) {
   if (!ds->class_weighted || label < 0 || label >= num_classes) return 1.0;
   if (!(ds->class_weight[label] > 0)) return 0.0; /* never drawn */
-  double total = 0;
-  for (int k = 0; k < num_classes; k++) total += ds->class_weight[k];
-  return total / num_classes / ds->class_weight[label];
+  return weight_total(ds, num_classes) / num_classes / ds->class_weight[label];
 }
 
 int tr_dataset_set_class_weights(tr_dataset *ds, const char *spec, int num_classes, char *msg,
