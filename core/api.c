@@ -21,6 +21,7 @@ static maskdcpt_status model_from_weights(mdc_weights *w, maskdcpt_model **out,
   m->metadata = w->metadata;
   w->num_metadata = 0;
   w->metadata = NULL;
+  memcpy(m->auto_focus, w->auto_focus, sizeof m->auto_focus);
   *out = m;
   return MASKDCPT_OK;
 }

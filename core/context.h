@@ -10,6 +10,7 @@ struct maskdcpt_model {
   mdc_net net;
   int num_metadata;
   mdc_metadata_entry *metadata;
+  unsigned char auto_focus[MDC_MAX_CLASSES]; /* from the weights file; see normalise() */
 };
 
 struct maskdcpt_context {

@@ -351,13 +351,22 @@ static maskdcpt_status check_probabilities(const maskdcpt_model *model, const fl
   return MASKDCPT_OK;
 }
 
-/* `probs` divided by their sum.  Every mode conditions through here, so
- * classify's output given back restores bit for bit as auto mode, and a
- * one-hot vector (sum exactly 1) as the forced class. */
-static void normalise(const float *probs, int k, float *norm) {
+/* `probs` divided by their sum; then, when the class with more than half
+ * of it is one the weights file lists in 'auto_focus', that class alone
+ * (the file's authors measured that mixing in the runners-up only blurs
+ * its restoration; docs/network.md).  Every mode conditions through here,
+ * so classify's output given back restores bit for bit as auto mode, and
+ * a one-hot vector (sum exactly 1) as the forced class. */
+static void normalise(const maskdcpt_model *model, const float *probs, int k, float *norm) {
   double sum = 0.0;
+  int top = 0;
   for (int q = 0; q < k; q++) sum += probs[q];
-  for (int q = 0; q < k; q++) norm[q] = (float)(probs[q] / sum);
+  for (int q = 0; q < k; q++) {
+    norm[q] = (float)(probs[q] / sum);
+    if (norm[q] > norm[top]) top = q;
+  }
+  if (norm[top] > 0.5f && model->auto_focus[top])
+    for (int q = 0; q < k; q++) norm[q] = q == top ? 1.0f : 0.0f;
 }
 
 /* The tiled restoration of `in` into `out` (both checked), conditioned on
@@ -381,7 +390,7 @@ static maskdcpt_status restore_conditioned(maskdcpt_context *ctx, const maskdcpt
     return MASKDCPT_OK;
   }
   float norm[MDC_MAX_CLASSES];
-  normalise(probs, arch->num_classes, norm);
+  normalise(ctx->model, probs, arch->num_classes, norm);
 
   /* Working memory for the tile size; a GPU short of memory gets smaller
    * tiles, and in AUTO mode the CPU once the smallest tile does not fit. */

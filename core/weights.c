@@ -603,6 +603,38 @@ static maskdcpt_status parse_classes(parse_state *st) {
   return MASKDCPT_OK;
 }
 
+/* Optional metadata 'auto_focus': the classes that auto mode conditions on
+ * alone once they hold more than half of the probability (docs/network.md).
+ * A JSON array of distinct class names of this file; absent = none. */
+static maskdcpt_status parse_auto_focus(parse_state *st) {
+  const mdc_arch *a = &st->w.arch;
+  char why[MSG_MAX];
+  memset(st->w.auto_focus, 0, sizeof st->w.auto_focus);
+  const char *text = mdc_weights_metadata(&st->w, "auto_focus");
+  if (!text) return MASKDCPT_OK;
+  json_object *arr = json_parse_exact(text, strlen(text), json_type_array, why, sizeof why);
+  if (!arr) return parse_fail(st, "metadata 'auto_focus': %s", why);
+  maskdcpt_status rc = MASKDCPT_OK;
+  for (size_t i = 0; rc == MASKDCPT_OK && i < json_object_array_length(arr); i++) {
+    json_object *v = json_object_array_get_idx(arr, i);
+    char found[64];
+    json_format(v, found, sizeof found);
+    int k = -1;
+    if (json_object_is_type(v, json_type_string))
+      for (int q = 0; q < a->num_classes; q++)
+        if (strcmp(json_object_get_string(v), a->class_names[q]) == 0) k = q;
+    if (k < 0)
+      rc = parse_fail(st, "metadata 'auto_focus': entry %zu: expected a class name of this file, "
+                      "found %s", i, found);
+    else if (st->w.auto_focus[k])
+      rc = parse_fail(st, "metadata 'auto_focus': class %s is listed twice", found);
+    else
+      st->w.auto_focus[k] = 1;
+  }
+  json_object_put(arr);
+  return rc;
+}
+
 static int dtype_from_name(const char *s) {
   for (int d = 0; d < 3; d++)
     if (strcmp(s, dtype_names[d]) == 0)
@@ -796,7 +828,8 @@ static maskdcpt_status parse_run(parse_state *st, const uint8_t *data, size_t si
       (rc = parse_metadata_entries(st)) != MASKDCPT_OK ||
       (rc = parse_metadata_fixed(st, "format", FORMAT_NAME)) != MASKDCPT_OK ||
       (rc = parse_metadata_fixed(st, "format_version", FORMAT_VERSION)) != MASKDCPT_OK ||
-      (rc = parse_arch(st)) != MASKDCPT_OK || (rc = parse_classes(st)) != MASKDCPT_OK)
+      (rc = parse_arch(st)) != MASKDCPT_OK || (rc = parse_classes(st)) != MASKDCPT_OK ||
+      (rc = parse_auto_focus(st)) != MASKDCPT_OK)
     return rc;
   const int n = mdc_arch_num_tensors(&st->w.arch);
   tensor_loc *locs = calloc((size_t)n, sizeof *locs);

@@ -24,6 +24,7 @@ typedef struct mdc_weights {
   float *storage;
   int num_metadata;
   mdc_metadata_entry *metadata; /* every __metadata__ entry, as in the file */
+  unsigned char auto_focus[MDC_MAX_CLASSES]; /* parsed from metadata 'auto_focus' */
 } mdc_weights;
 
 /* Parses `size` bytes of a safetensors file.  `name` (file name) is used in

@@ -312,6 +312,83 @@ static void test_with_probabilities(void) {
   free(b);
 }
 
+/* The same random network as `model` with metadata 'auto_focus' set. */
+static maskdcpt_model *focus_model(const mdc_arch *arch, const char *focus) {
+  char path[512];
+  tu_tmp_path(path, sizeof path, "api-focus.safetensors");
+  mdc_weights w;
+  maskdcpt_error err;
+  maskdcpt_model *m = NULL;
+  if (mdc_weights_init_random(&w, arch, 21, 0.3f, &err) != MASKDCPT_OK ||
+      mdc_weights_set_metadata(&w, "auto_focus", focus, &err) != MASKDCPT_OK ||
+      mdc_weights_write(&w, path, 0, &err) != MASKDCPT_OK ||
+      maskdcpt_model_load(path, &m, &err) != MASKDCPT_OK)
+    fprintf(stderr, "focus model: %s\n", err.message);
+  mdc_weights_clear(&w);
+  return m;
+}
+
+/* A file's 'auto_focus' classes are restored alone once they hold more
+ * than half of the probability; other classes, or no majority, keep the
+ * mix; auto mode goes the same way and still reports the classifier's own
+ * probabilities. */
+static void test_auto_focus(const mdc_arch *arch) {
+  maskdcpt_model *fm = focus_model(arch, "[\"noise\",\"jpeg\"]");
+  CHECK(fm != NULL, "model with auto_focus loads");
+  if (!fm) return;
+  int w = 61, h = 45;
+  float *in = tu_test_image(w, h, 3, 9);
+  size_t n = (size_t)w * h * 3;
+  float *a = malloc(n * 4), *b = malloc(n * 4);
+  maskdcpt_context *plain = new_ctx(), *focused = NULL;
+  maskdcpt_error err;
+  CHECK(maskdcpt_context_new(fm, &focused, &err) == MASKDCPT_OK, "context: %s", err.message);
+  maskdcpt_image s = {in, w, h, 3, (size_t)w * 3};
+  maskdcpt_image da = {a, w, h, 3, (size_t)w * 3}, db = {b, w, h, 3, (size_t)w * 3};
+  const struct {
+    float p[4];
+    int as_class; /* -1: as the plain network's mix */
+    const char *what;
+  } cases[] = {
+      {{0.1f, 0.6f, 0.3f, 0.0f}, 1, "noise 0.6 (listed): noise alone"},
+      {{0.0f, 0.2f, 0.2f, 0.6f}, 3, "jpeg 0.6 (listed): jpeg alone"},
+      {{0.1f, 0.3f, 0.6f, 0.0f}, -1, "blur 0.6 (not listed): the mix"},
+      {{0.0f, 0.5f, 0.5f, 0.0f}, -1, "noise 0.5 (no majority): the mix"},
+      {{0.3f, 0.45f, 0.25f, 0.0f}, -1, "noise 0.45 on top: the mix"},
+      {{0.2f, 1.2f, 0.4f, 0.2f}, 1, "noise 0.6 after normalising: noise alone"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    if (cases[i].as_class >= 0)
+      maskdcpt_restore(plain, &s, &da, cases[i].as_class, 1.0f, NULL, NULL);
+    else
+      maskdcpt_restore_with_probabilities(plain, &s, &da, cases[i].p, 4, 1.0f, NULL);
+    CHECK(maskdcpt_restore_with_probabilities(focused, &s, &db, cases[i].p, 4, 1.0f, &err) ==
+              MASKDCPT_OK,
+          "%s: %s", cases[i].what, err.message);
+    CHECK(memcmp(a, b, n * 4) == 0, "%s (bit for bit)", cases[i].what);
+  }
+  /* and the two differ where it matters */
+  float mix[4] = {0.1f, 0.6f, 0.3f, 0.0f};
+  maskdcpt_restore_with_probabilities(plain, &s, &da, mix, 4, 1.0f, NULL);
+  maskdcpt_restore_with_probabilities(focused, &s, &db, mix, 4, 1.0f, NULL);
+  CHECK(memcmp(a, b, n * 4) != 0, "focusing changes the restoration");
+
+  /* Auto mode: as classify's output given back, which it reports as is. */
+  float p[4], q[4];
+  CHECK(maskdcpt_classify(focused, &s, p, &err) == MASKDCPT_OK, "classify: %s", err.message);
+  maskdcpt_restore_with_probabilities(focused, &s, &da, p, 4, 1.0f, NULL);
+  CHECK(maskdcpt_restore(focused, &s, &db, MASKDCPT_CLASS_AUTO, 1.0f, q, &err) == MASKDCPT_OK,
+        "auto: %s", err.message);
+  CHECK(memcmp(a, b, n * 4) == 0 && memcmp(p, q, sizeof p) == 0,
+        "auto mode focuses as restore_with_probabilities and reports the classifier's probabilities");
+  maskdcpt_context_free(plain);
+  maskdcpt_context_free(focused);
+  maskdcpt_model_free(fm);
+  free(in);
+  free(a);
+  free(b);
+}
+
 int main(void) {
   mdc_arch arch;
   tu_small_arch(&arch, 8, 2, 32);
@@ -330,6 +407,7 @@ int main(void) {
   test_determinism();
   test_classes();
   test_with_probabilities();
+  test_auto_focus(&arch);
   maskdcpt_model_free(model);
   return tu_finish();
 }

@@ -913,10 +913,44 @@ static void test_bad_metadata(void) {
                    "\"n\",\"o\",\"p\",\"q\",\"r\",\"s\",\"t\",\"u\",\"v\",\"w\",\"x\",\"y\",\"z\","
                    "\"A\",\"B\",\"C\",\"D\",\"E\",\"F\",\"G\"]"},
        "'classes'", "found 33"},
+      {{"auto_focus", "\"noise\""}, "'auto_focus'", "array"},
+      {{"auto_focus", "[\"noise\""}, "'auto_focus'", "JSON"},
+      {{"auto_focus", "[\"noise\",\"haze\"]"}, "'auto_focus'", "entry 1"},
+      {{"auto_focus", "[\"noise\",3]"}, "'auto_focus'", "found 3"},
+      {{"auto_focus", "[\"noise\",\"blur\",\"noise\"]"}, "'auto_focus'", "twice"},
+      {{"auto_focus", "[\"Noise\"]"}, "'auto_focus'", "class name"},
   };
   for (size_t i = 0; i < sizeof meta / sizeof meta[0]; i++)
     expect_edit(&base_f32, edit_meta, &meta[i].edit, meta[i].edit.value ? meta[i].edit.value : meta[i].edit.key,
                 meta[i].must1, meta[i].must2);
+}
+
+/* 'auto_focus' parsed into per-class flags: listed classes only, in any
+ * order; an empty list and no entry mean none. */
+static void test_auto_focus(void) {
+  const struct { const char *value; unsigned char want[3]; } cases[] = {
+      {"[\"jpeg\",\"noise\"]", {1, 0, 1}},
+      {"[\"blur\"]", {0, 1, 0}},
+      {"[]", {0, 0, 0}},
+      {NULL, {0, 0, 0}},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    json_object *hdr = blob_header(&base_f32);
+    kv edit = {"auto_focus", cases[i].value};
+    edit_meta(hdr, &edit);
+    blob b = blob_build(hdr, blob_data(&base_f32), blob_data_size(&base_f32), 1);
+    mdc_weights w;
+    maskdcpt_error err;
+    maskdcpt_status rc = parse_exact(b.data, b.size, &w, &err);
+    check(rc == MASKDCPT_OK && memcmp(w.auto_focus, cases[i].want, 3) == 0 &&
+              w.auto_focus[3] == 0,
+          "auto_focus %s: %s, flags %d%d%d", cases[i].value ? cases[i].value : "(absent)",
+          rc == MASKDCPT_OK ? "parsed" : err.message, w.auto_focus[0], w.auto_focus[1],
+          w.auto_focus[2]);
+    if (rc == MASKDCPT_OK) mdc_weights_clear(&w);
+    blob_free(&b);
+    json_object_put(hdr);
+  }
 }
 
 static void edit_meta_number(json_object *hdr, const void *arg) {
@@ -1163,6 +1197,7 @@ int main(void) {
     test_header_length();
     test_bad_json();
     test_bad_metadata();
+    test_auto_focus();
     test_bad_arch();
     test_bad_tensors();
     test_bad_values();
