@@ -14,7 +14,9 @@
  * Rules: soft (the probabilities as they are: what auto mode does), p^2
  * and p^4 (raised to a power, then normalised), top (the top class alone)
  * and majority (the top class alone when it has more than half of the
- * probability, else soft).  docs/evaluation.md has what they measured. */
+ * probability, else soft).  A weights file's own 'auto_focus' metadata
+ * (docs/network.md) applies after each rule, so measure a file without it.
+ * docs/evaluation.md has what they measured. */
 #include <dirent.h>
 #include <math.h>
 #include <stdio.h>
@@ -162,6 +164,12 @@ int main(int argc, char **argv) {
     maskdcpt_model_free(m);
     return 1;
   }
+  const char *focus = maskdcpt_model_metadata(m, "auto_focus");
+  if (focus)
+    fprintf(stderr,
+            "auto_conditioning: note: %s has auto_focus %s, which applies after every rule "
+            "below; measure a copy without it (tools/set_auto_focus.py IN OUT \"\")\n",
+            argv[1], focus);
   if (maskdcpt_model_num_classes(m) > MAX_CLASSES) {
     fprintf(stderr, "auto_conditioning: more than %d classes\n", MAX_CLASSES);
     return 1;
