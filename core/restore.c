@@ -353,7 +353,7 @@ static maskdcpt_status check_probabilities(const maskdcpt_model *model, const fl
 
 /* `probs` divided by their sum; then, when the class with more than half
  * of it is one the weights file lists in 'auto_focus', that class alone
- * (the file's authors measured that mixing in the runners-up only blurs
+ * (the file's authors measured that mixing in the runners-up only dilutes
  * its restoration; docs/network.md).  Every mode conditions through here,
  * so classify's output given back restores bit for bit as auto mode, and
  * a one-hot vector (sum exactly 1) as the forced class. */
