@@ -25,20 +25,17 @@
 
 #include "image_io.h"
 #include "maskdcpt.h"
+#include "metrics.h"
 
 enum { RULE_SOFT, RULE_POW2, RULE_POW4, RULE_TOP, RULE_MAJORITY, RULE_FORCED, RULES };
 static const char *const rule_name[RULES] = {"soft", "p^2", "p^4", "top", "majority", "forced"};
 #define MAX_CLASSES 32
 
-/* PSNR of two images as 8-bit files would give it (values rounded). */
-static double psnr8(const float *ref, const float *img, size_t n) {
-  double se = 0.0;
-  for (size_t i = 0; i < n; i++) {
-    double a = floor(fmin(fmax(ref[i], 0.0), 1.0) * 255.0 + 0.5);
-    double b = floor(fmin(fmax(img[i], 0.0), 1.0) * 255.0 + 0.5);
-    se += (a - b) * (a - b);
-  }
-  return se == 0.0 ? 99.0 : 10.0 * log10(255.0 * 255.0 * (double)n / se);
+/* Rounds img to 8-bit levels, as writing the PNG that `maskdcpt compare`
+ * reads would, so that dg_psnr gives that figure. */
+static void round_to_8bit(float *img, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    img[i] = floorf(fminf(fmaxf(img[i], 0.0f), 1.0f) * 255.0f + 0.5f) / 255.0f;
 }
 
 /* The conditioning of `rule` for probabilities p (true class `truth`). */
@@ -107,7 +104,8 @@ static int one_crop(maskdcpt_context *ctx, const maskdcpt_model *m, const char *
       fprintf(stderr, "auto_conditioning: %s: %s\n", path, err.message);
       goto done;
     }
-    row[r] = psnr8(clean.data, out, n);
+    round_to_8bit(out, n);
+    row[r] = dg_psnr(clean.data, out, n);
     t->psnr[truth][r] += row[r];
   }
   t->count[truth]++;
