@@ -312,28 +312,14 @@ static void test_with_probabilities(void) {
   free(b);
 }
 
-/* The same random network as `model` with metadata 'auto_focus' set. */
-static maskdcpt_model *focus_model(const mdc_arch *arch, const char *focus) {
-  char path[512];
-  tu_tmp_path(path, sizeof path, "api-focus.safetensors");
-  mdc_weights w;
-  maskdcpt_error err;
-  maskdcpt_model *m = NULL;
-  if (mdc_weights_init_random(&w, arch, 21, 0.3f, &err) != MASKDCPT_OK ||
-      mdc_weights_set_metadata(&w, "auto_focus", focus, &err) != MASKDCPT_OK ||
-      mdc_weights_write(&w, path, 0, &err) != MASKDCPT_OK ||
-      maskdcpt_model_load(path, &m, &err) != MASKDCPT_OK)
-    fprintf(stderr, "focus model: %s\n", err.message);
-  mdc_weights_clear(&w);
-  return m;
-}
-
 /* A file's 'auto_focus' classes are restored alone once they hold more
  * than half of the probability; other classes, or no majority, keep the
  * mix; auto mode goes the same way and still reports the classifier's own
  * probabilities. */
 static void test_auto_focus(const mdc_arch *arch) {
-  maskdcpt_model *fm = focus_model(arch, "[\"noise\",\"jpeg\"]");
+  /* the same random network as `model`, with the key */
+  maskdcpt_model *fm = tu_random_model_meta(arch, 21, 0.3f, "api-focus.safetensors", "auto_focus",
+                                            "[\"noise\",\"jpeg\"]");
   CHECK(fm != NULL, "model with auto_focus loads");
   if (!fm) return;
   int w = 61, h = 45;

@@ -51,20 +51,29 @@ static inline void tu_small_arch(mdc_arch *a, int width, int levels, int window)
   a->norm_eps = 1e-6f;
 }
 
-/* Writes a seeded random model to a temporary file and loads it. */
-static inline maskdcpt_model *tu_random_model(const mdc_arch *a, uint64_t seed, float residual,
-                                              const char *file) {
+/* Writes a seeded random model, with one metadata entry when `key` is not
+ * NULL, to a temporary file and loads it. */
+static inline maskdcpt_model *tu_random_model_meta(const mdc_arch *a, uint64_t seed,
+                                                   float residual, const char *file,
+                                                   const char *key, const char *value) {
   char path[512];
   tu_tmp_path(path, sizeof path, file);
   mdc_weights w;
   maskdcpt_error err;
   maskdcpt_model *m = NULL;
   if (mdc_weights_init_random(&w, a, seed, residual, &err) != MASKDCPT_OK ||
+      (key && mdc_weights_set_metadata(&w, key, value, &err) != MASKDCPT_OK) ||
       mdc_weights_write(&w, path, 0, &err) != MASKDCPT_OK ||
       maskdcpt_model_load(path, &m, &err) != MASKDCPT_OK)
     fprintf(stderr, "random model: %s\n", err.message);
   mdc_weights_clear(&w);
   return m;
+}
+
+/* Writes a seeded random model to a temporary file and loads it. */
+static inline maskdcpt_model *tu_random_model(const mdc_arch *a, uint64_t seed, float residual,
+                                              const char *file) {
+  return tu_random_model_meta(a, seed, residual, file, NULL, NULL);
 }
 
 /* A photo-like test image: smooth gradients, a few edges, mild noise. */
