@@ -13,7 +13,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 set_dir=${MASKDCPT_EVAL_CACHE:-$root/eval-data}/set
 maskdcpt=${MASKDCPT_BUILD:-$root/build}/cli/maskdcpt
 [ -d "$set_dir/clean" ] || { echo "eval-level-set.sh: no $set_dir/clean; run scripts/evaluate.sh first" >&2; exit 1; }
-classes="noise gaussian-blur motion-blur defocus-blur jpeg haze rain low-light low-resolution mixed-realesrgan mixed-lowlight"
+# the damaged classes in registry order, as scripts/evaluate.sh lists them
+classes=$("$maskdcpt" degrade --list | awk 'NF == 2 && $1 ~ /^[0-9]+$/ && $2 != "clean" { print $2 }')
 # the seed follows from the level's tenths and the crop and class order
 tenths=$(awk -v l="$level" 'BEGIN { printf "%d", l * 10 + 0.5 }')
 mkdir -p "$out/degraded"
