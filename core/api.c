@@ -91,10 +91,7 @@ const char *maskdcpt_model_class_name(const maskdcpt_model *model, int index) {
 }
 
 int maskdcpt_model_class_index(const maskdcpt_model *model, const char *name) {
-  if (!model || !name) return -1;
-  for (int i = 0; i < model->net.arch.num_classes; i++)
-    if (strcmp(model->net.arch.class_names[i], name) == 0) return i;
-  return -1;
+  return model ? mdc_arch_class_index(&model->net.arch, name) : -1;
 }
 
 const char *maskdcpt_model_metadata(const maskdcpt_model *model, const char *key) {

@@ -424,6 +424,12 @@ static int arch_index_guess(const mdc_arch *a, const arch_layout *lay, const cha
   return -1;
 }
 
+int mdc_arch_class_index(const mdc_arch *a, const char *name) {
+  for (int k = 0; name && k < a->num_classes; k++)
+    if (strcmp(a->class_names[k], name) == 0) return k;
+  return -1;
+}
+
 int mdc_arch_tensor_index(const mdc_arch *a, const char *name) {
   if (!name || !arch_walkable(a))
     return -1;

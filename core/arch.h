@@ -82,6 +82,8 @@ int mdc_arch_tensor(const mdc_arch *arch, int i, mdc_tensor_spec *out);
 /* Canonical index of the tensor called `name`, or -1 when the architecture
  * has no such tensor (O(levels), no list is built). */
 int mdc_arch_tensor_index(const mdc_arch *arch, const char *name);
+/* Index of the class called `name`, or -1. */
+int mdc_arch_class_index(const mdc_arch *arch, const char *name);
 
 int64_t mdc_arch_num_params(const mdc_arch *arch);
 /* Multiply-adds per input pixel of the restoration path (backbone). */

@@ -607,9 +607,7 @@ static maskdcpt_status parse_classes(parse_state *st) {
  * alone once they hold more than half of the probability (docs/network.md).
  * A JSON array of distinct class names of this file; absent = none. */
 static maskdcpt_status parse_auto_focus(parse_state *st) {
-  const mdc_arch *a = &st->w.arch;
   char why[MSG_MAX];
-  memset(st->w.auto_focus, 0, sizeof st->w.auto_focus);
   const char *text = mdc_weights_metadata(&st->w, "auto_focus");
   if (!text) return MASKDCPT_OK;
   json_object *arr = json_parse_exact(text, strlen(text), json_type_array, why, sizeof why);
@@ -617,19 +615,18 @@ static maskdcpt_status parse_auto_focus(parse_state *st) {
   maskdcpt_status rc = MASKDCPT_OK;
   for (size_t i = 0; rc == MASKDCPT_OK && i < json_object_array_length(arr); i++) {
     json_object *v = json_object_array_get_idx(arr, i);
+    int k = json_object_is_type(v, json_type_string)
+                ? mdc_arch_class_index(&st->w.arch, json_object_get_string(v))
+                : -1;
+    if (k >= 0 && !st->w.auto_focus[k]) {
+      st->w.auto_focus[k] = 1;
+      continue;
+    }
     char found[64];
     json_format(v, found, sizeof found);
-    int k = -1;
-    if (json_object_is_type(v, json_type_string))
-      for (int q = 0; q < a->num_classes; q++)
-        if (strcmp(json_object_get_string(v), a->class_names[q]) == 0) k = q;
-    if (k < 0)
-      rc = parse_fail(st, "metadata 'auto_focus': entry %zu: expected a class name of this file, "
-                      "found %s", i, found);
-    else if (st->w.auto_focus[k])
-      rc = parse_fail(st, "metadata 'auto_focus': class %s is listed twice", found);
-    else
-      st->w.auto_focus[k] = 1;
+    rc = k < 0 ? parse_fail(st, "metadata 'auto_focus': entry %zu: expected a class name of this "
+                            "file, found %s", i, found)
+               : parse_fail(st, "metadata 'auto_focus': class %s is listed twice", found);
   }
   json_object_put(arr);
   return rc;
