@@ -22,6 +22,7 @@ static maskdcpt_status model_from_weights(mdc_weights *w, maskdcpt_model **out,
   w->num_metadata = 0;
   w->metadata = NULL;
   memcpy(m->auto_focus, w->auto_focus, sizeof m->auto_focus);
+  memcpy(m->passes, w->passes, sizeof m->passes);
   *out = m;
   return MASKDCPT_OK;
 }

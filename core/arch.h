@@ -34,6 +34,8 @@
 #define MDC_MAX_LEVELS 8
 #define MDC_MAX_BLOCKS 64      /* per stage */
 #define MDC_MAX_CLASSES 32
+/* Most network passes a weights file may ask for (metadata 'passes'). */
+#define MDC_MAX_PASSES 4
 #define MDC_MAX_CLASS_NAME 48
 #define MDC_MAX_WIDTH 256
 #define MDC_MAX_TENSOR_NAME 64

@@ -11,6 +11,7 @@ struct maskdcpt_model {
   int num_metadata;
   mdc_metadata_entry *metadata;
   unsigned char auto_focus[MDC_MAX_CLASSES]; /* from the weights file; see normalise() */
+  unsigned char passes[MDC_MAX_CLASSES];     /* from the weights file; see count_passes() */
 };
 
 struct maskdcpt_context {

@@ -171,6 +171,13 @@ static int progress_step(progress *p, double units) {
   return p->ctx->progress(p->ctx->progress_user, f > 1.0 ? 1.0 : f);
 }
 
+/* More work than planned (passes known after classifying): the fraction
+ * shown so far stays, the rest spreads over the larger total. */
+static void progress_grow(progress *p, double total) {
+  if (p->total > 0) p->done *= total / p->total;
+  p->total = total;
+}
+
 /* Classification: encoder on up to 3x3 crops, features averaged. */
 static maskdcpt_status classify_image(maskdcpt_context *ctx, const maskdcpt_image *img,
                                       float *probs, progress *prog, maskdcpt_error *err) {
@@ -351,6 +358,13 @@ static maskdcpt_status check_probabilities(const maskdcpt_model *model, const fl
   return MASKDCPT_OK;
 }
 
+static int top_class(const float *p, int k) {
+  int top = 0;
+  for (int q = 1; q < k; q++)
+    if (p[q] > p[top]) top = q;
+  return top;
+}
+
 /* `probs` divided by their sum; then, when the class with more than half
  * of it is one the weights file lists in 'auto_focus', that class alone
  * (the file's authors measured that mixing in the runners-up only dilutes
@@ -359,14 +373,104 @@ static maskdcpt_status check_probabilities(const maskdcpt_model *model, const fl
  * a one-hot vector (sum exactly 1) as the forced class. */
 static void normalise(const maskdcpt_model *model, const float *probs, int k, float *norm) {
   double sum = 0.0;
-  int top = 0;
   for (int q = 0; q < k; q++) sum += probs[q];
-  for (int q = 0; q < k; q++) {
-    norm[q] = (float)(probs[q] / sum);
-    if (norm[q] > norm[top]) top = q;
-  }
+  for (int q = 0; q < k; q++) norm[q] = (float)(probs[q] / sum);
+  int top = top_class(norm, k);
   if (norm[top] > 0.5f && model->auto_focus[top])
     for (int q = 0; q < k; q++) norm[q] = q == top ? 1.0f : 0.0f;
+}
+
+/* Network passes for the normalised conditioning: the weights file's
+ * 'passes' of the class holding more than half of it, else 1.  Where one
+ * pass leaves part of the damage (noise), a second pass on its output
+ * removes more (measured per file; docs/network.md). */
+static int count_passes(const maskdcpt_model *model, const float *norm, int k) {
+  int top = top_class(norm, k);
+  return norm[top] > 0.5f && model->passes[top] > 1 ? model->passes[top] : 1;
+}
+
+/* One pass of the network over `src` into `dst` (same size, `dst`'s
+ * colour zeroed first and its alpha taken from `in`), tile by tile, each
+ * tile blended with its input by `strength`. */
+static maskdcpt_status run_pass(maskdcpt_context *ctx, const mdc_net *net,
+                                const mdc_net_cond *cond, const mdc_tile_axis *ax,
+                                const mdc_tile_axis *ay, const maskdcpt_image *in,
+                                const maskdcpt_image *src, const maskdcpt_image *dst,
+                                float strength, progress *prog, maskdcpt_error *err) {
+  size_t px = (size_t)ax->max_size * ay->max_size * 3;
+  float *tile_in = ctx->host_work, *tile_out = tile_in + px, *wx = tile_out + px;
+  prepare_output(in, dst);
+  for (int iy = 0; iy < ay->count; iy++)
+    for (int ix = 0; ix < ax->count; ix++) {
+      int tw = ax->size[ix], th = ay->size[iy];
+      gather_rgb(src, ax->start[ix], ay->start[iy], tw, th, tile_in);
+      maskdcpt_status st = mdc_net_forward(net, ctx->backend, tile_in, th, tw, cond, tile_out,
+                                           NULL, NULL, ctx->work, err);
+      if (st != MASKDCPT_OK) return st;
+      scatter_tile(dst, tile_in, tile_out, ax, ix, ay, iy, strength, wx);
+      if (!progress_step(prog, tile_share(ax, ix, src->width) * tile_share(ay, iy, src->height)))
+        return mdc_set_error(err, MASKDCPT_ERROR_CANCELLED, "cancelled");
+    }
+  return MASKDCPT_OK;
+}
+
+/* out = in + strength * (out - in) on the colour channels, `in`'s colour
+ * taken as the network saw it (sanitised, grey replicated or averaged as
+ * `out` needs): the blend a single pass does per tile, for the last of
+ * several passes. */
+static void blend_with_input(const maskdcpt_image *in, const maskdcpt_image *out, float strength) {
+  int ci = in->channels, co = out->channels;
+  for (int y = 0; y < out->height; y++) {
+    const float *s = in->data + (size_t)y * in->stride;
+    float *o = out->data + (size_t)y * out->stride;
+    for (int x = 0; x < out->width; x++, s += ci, o += co) {
+      float r, g, b;
+      if (ci >= 3) r = sanitize(s[0]), g = sanitize(s[1]), b = sanitize(s[2]);
+      else r = g = b = sanitize(s[0]);
+      if (co >= 3) {
+        o[0] = r + strength * (o[0] - r);
+        o[1] = g + strength * (o[1] - g);
+        o[2] = b + strength * (o[2] - b);
+      } else {
+        float v = (r + g + b) * (1.0f / 3.0f);
+        o[0] = v + strength * (o[0] - v);
+      }
+    }
+  }
+}
+
+/* `passes` passes from `in` into `out`: the intermediate results in
+ * full-image RGB buffers (two from the third pass on), the strength
+ * applied once, against `in`, at the end. */
+static maskdcpt_status run_passes(maskdcpt_context *ctx, const mdc_net *net,
+                                  const mdc_net_cond *cond, const mdc_tile_axis *ax,
+                                  const mdc_tile_axis *ay, const maskdcpt_image *in,
+                                  const maskdcpt_image *out, int passes, float strength,
+                                  progress *prog, maskdcpt_error *err) {
+  if (passes == 1) return run_pass(ctx, net, cond, ax, ay, in, in, out, strength, prog, err);
+  size_t n = (size_t)in->width * in->height * 3;
+  maskdcpt_image buf[2];
+  int nbuf = passes > 2 ? 2 : 1;
+  for (int i = 0; i < 2; i++) {
+    buf[i] = (maskdcpt_image){NULL, in->width, in->height, 3, (size_t)in->width * 3};
+    if (i < nbuf && !(buf[i].data = malloc(n * sizeof(float)))) {
+      free(buf[0].data);
+      return mdc_set_error(err, MASKDCPT_ERROR_OUT_OF_MEMORY,
+                           "out of memory for the %d-pass restoration's %zu MiB intermediate image",
+                           passes, (n * sizeof(float)) >> 20);
+    }
+  }
+  maskdcpt_status st = MASKDCPT_OK;
+  const maskdcpt_image *src = in;
+  for (int p = 0; p < passes && st == MASKDCPT_OK; p++) {
+    const maskdcpt_image *dst = p == passes - 1 ? out : &buf[p % 2];
+    st = run_pass(ctx, net, cond, ax, ay, in, src, dst, 1.0f, prog, err);
+    src = dst;
+  }
+  if (st == MASKDCPT_OK && strength != 1.0f) blend_with_input(in, out, strength);
+  free(buf[0].data);
+  free(buf[1].data);
+  return st;
 }
 
 /* The tiled restoration of `in` into `out` (both checked), conditioned on
@@ -391,6 +495,8 @@ static maskdcpt_status restore_conditioned(maskdcpt_context *ctx, const maskdcpt
   }
   float norm[MDC_MAX_CLASSES];
   normalise(ctx->model, probs, arch->num_classes, norm);
+  int passes = count_passes(ctx->model, norm, arch->num_classes);
+  progress_grow(&prog, prog.total + (passes - 1.0) * in->width * in->height);
 
   /* Working memory for the tile size; a GPU short of memory gets smaller
    * tiles, and in AUTO mode the CPU once the smallest tile does not fit. */
@@ -428,25 +534,8 @@ static maskdcpt_status restore_conditioned(maskdcpt_context *ctx, const maskdcpt
   }
   if (st == MASKDCPT_OK)
     st = mdc_context_host_work(ctx, tile_host_bytes(ay.max_size, ax.max_size), err);
-  if (st == MASKDCPT_OK) {
-    size_t px = (size_t)ax.max_size * ay.max_size * 3;
-    float *src = ctx->host_work, *res = src + px, *wx = res + px;
-    prepare_output(in, out);
-    for (int iy = 0; iy < ay.count && st == MASKDCPT_OK; iy++)
-      for (int ix = 0; ix < ax.count; ix++) {
-        int tw = ax.size[ix], th = ay.size[iy];
-        gather_rgb(in, ax.start[ix], ay.start[iy], tw, th, src);
-        st = mdc_net_forward(net, ctx->backend, src, th, tw, cond, res, NULL, NULL, ctx->work,
-                             err);
-        if (st != MASKDCPT_OK) break;
-        scatter_tile(out, src, res, &ax, ix, &ay, iy, strength, wx);
-        if (!progress_step(&prog, tile_share(&ax, ix, in->width) *
-                                      tile_share(&ay, iy, in->height))) {
-          st = mdc_set_error(err, MASKDCPT_ERROR_CANCELLED, "cancelled");
-          break;
-        }
-      }
-  }
+  if (st == MASKDCPT_OK)
+    st = run_passes(ctx, net, cond, &ax, &ay, in, out, passes, strength, &prog, err);
   mdc_tile_axis_clear(&ax);
   mdc_tile_axis_clear(&ay);
   return st;

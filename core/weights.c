@@ -632,6 +632,35 @@ static maskdcpt_status parse_auto_focus(parse_state *st) {
   return rc;
 }
 
+/* Optional metadata 'passes': how many times the network runs, each pass on
+ * the previous one's output, when a class leads the conditioning
+ * (docs/network.md).  A JSON object from class names of this file to
+ * integers 1..MDC_MAX_PASSES; absent classes run once. */
+static maskdcpt_status parse_passes(parse_state *st) {
+  char why[MSG_MAX];
+  const char *text = mdc_weights_metadata(&st->w, "passes");
+  if (!text) return MASKDCPT_OK;
+  json_object *obj = json_parse_exact(text, strlen(text), json_type_object, why, sizeof why);
+  if (!obj) return parse_fail(st, "metadata 'passes': %s", why);
+  maskdcpt_status rc = MASKDCPT_OK;
+  json_object_object_foreach(obj, name, v) {
+    int k = mdc_arch_class_index(&st->w.arch, name);
+    int64_t n = json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : 0;
+    if (k >= 0 && n >= 1 && n <= MDC_MAX_PASSES) {
+      st->w.passes[k] = (unsigned char)n;
+      continue;
+    }
+    char found[64];
+    json_format(v, found, sizeof found);
+    rc = k < 0 ? parse_fail(st, "metadata 'passes': \"%.40s\" is not a class of this file", name)
+               : parse_fail(st, "metadata 'passes': %s: expected an integer 1..%d, found %s", name,
+                            MDC_MAX_PASSES, found);
+    break;
+  }
+  json_object_put(obj);
+  return rc;
+}
+
 static int dtype_from_name(const char *s) {
   for (int d = 0; d < 3; d++)
     if (strcmp(s, dtype_names[d]) == 0)
@@ -826,7 +855,7 @@ static maskdcpt_status parse_run(parse_state *st, const uint8_t *data, size_t si
       (rc = parse_metadata_fixed(st, "format", FORMAT_NAME)) != MASKDCPT_OK ||
       (rc = parse_metadata_fixed(st, "format_version", FORMAT_VERSION)) != MASKDCPT_OK ||
       (rc = parse_arch(st)) != MASKDCPT_OK || (rc = parse_classes(st)) != MASKDCPT_OK ||
-      (rc = parse_auto_focus(st)) != MASKDCPT_OK)
+      (rc = parse_auto_focus(st)) != MASKDCPT_OK || (rc = parse_passes(st)) != MASKDCPT_OK)
     return rc;
   const int n = mdc_arch_num_tensors(&st->w.arch);
   tensor_loc *locs = calloc((size_t)n, sizeof *locs);

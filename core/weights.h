@@ -25,6 +25,7 @@ typedef struct mdc_weights {
   int num_metadata;
   mdc_metadata_entry *metadata; /* every __metadata__ entry, as in the file */
   unsigned char auto_focus[MDC_MAX_CLASSES]; /* parsed from metadata 'auto_focus' */
+  unsigned char passes[MDC_MAX_CLASSES];     /* from metadata 'passes'; 0 = not set (1 pass) */
 } mdc_weights;
 
 /* Parses `size` bytes of a safetensors file.  `name` (file name) is used in

@@ -375,6 +375,150 @@ static void test_auto_focus(const mdc_arch *arch) {
   free(b);
 }
 
+typedef struct progress_log {
+  int calls, monotonic, cancel_at;
+  double last;
+} progress_log;
+
+static int log_progress(void *user, double f) {
+  progress_log *l = user;
+  if (f < l->last) l->monotonic = 0;
+  l->last = f;
+  return ++l->calls != l->cancel_at;
+}
+
+/* Copies the colour of an image with `ci` channels into a tight RGB one. */
+static void rgb_of(const float *src, int ci, size_t pixels, float *dst) {
+  for (size_t i = 0; i < pixels; i++)
+    for (int c = 0; c < 3; c++) dst[i * 3 + c] = src[i * ci + c];
+}
+
+/* A file's 'passes': when a listed class leads the conditioning, the
+ * network runs that many times, each pass on the last one's output (as
+ * restoring the result again would), and the strength blends once against
+ * the input; other classes and mixes without a majority run once; alpha
+ * stays the input's; progress counts every pass, also in auto mode, and a
+ * cancel in a later pass stops it. */
+static void test_passes(const mdc_arch *arch) {
+  maskdcpt_model *pm = tu_random_model_meta(arch, 21, 0.3f, "api-passes.safetensors", "passes",
+                                            "{\"noise\":2,\"jpeg\":3}");
+  CHECK(pm != NULL, "model with passes loads");
+  if (!pm) return;
+  int w = 53, h = 38;
+  size_t px = (size_t)w * h;
+  float *in = tu_test_image(w, h, 4, 11); /* RGBA: alpha must come through */
+  float *want = malloc(px * 3 * 4), *tmp = malloc(px * 3 * 4), *got = malloc(px * 4 * 4);
+  float *got_rgb = malloc(px * 3 * 4), *src = malloc(px * 3 * 4);
+  maskdcpt_context *plain = new_ctx(), *ctx = NULL;
+  maskdcpt_error err;
+  CHECK(maskdcpt_context_new(pm, &ctx, &err) == MASKDCPT_OK, "context: %s", err.message);
+  maskdcpt_image s4 = {in, w, h, 4, (size_t)w * 4}, g4 = {got, w, h, 4, (size_t)w * 4};
+  maskdcpt_image wi = {want, w, h, 3, (size_t)w * 3}, ti = {tmp, w, h, 3, (size_t)w * 3};
+  maskdcpt_image si = {src, w, h, 3, (size_t)w * 3};
+
+  const struct {
+    int cls, passes;
+  } forced[] = {{1, 2}, {3, 3}, {2, 1}, {0, 1}};
+  for (size_t i = 0; i < sizeof forced / sizeof *forced; i++) {
+    int c = forced[i].cls;
+    rgb_of(in, 4, px, src);
+    for (int p = 0; p < forced[i].passes; p++) {
+      maskdcpt_restore(plain, &si, &wi, c, 1.0f, NULL, NULL);
+      memcpy(src, want, px * 3 * 4);
+    }
+    CHECK(maskdcpt_restore(ctx, &s4, &g4, c, 1.0f, NULL, &err) == MASKDCPT_OK, "class %d: %s", c,
+          err.message);
+    rgb_of(got, 4, px, got_rgb);
+    int alpha_kept = 1;
+    for (size_t q = 0; q < px; q++) alpha_kept &= got[q * 4 + 3] == in[q * 4 + 3];
+    CHECK(memcmp(got_rgb, want, px * 3 * 4) == 0 && alpha_kept,
+          "class %d forced: %d passes, each on the last one's output (bit for bit), alpha kept", c,
+          forced[i].passes);
+  }
+
+  /* strength: one blend of the last pass against the input */
+  rgb_of(in, 4, px, src);
+  maskdcpt_restore(plain, &si, &ti, 1, 1.0f, NULL, NULL);
+  maskdcpt_restore(plain, &ti, &wi, 1, 1.0f, NULL, NULL);
+  CHECK(maskdcpt_restore(ctx, &s4, &g4, 1, 0.3f, NULL, &err) == MASKDCPT_OK, "strength 0.3: %s",
+        err.message);
+  float worst = 0.0f;
+  for (size_t q = 0; q < px * 3; q++) {
+    float e = fabsf(got[q / 3 * 4 + q % 3] - (src[q] + 0.3f * (want[q] - src[q])));
+    if (e > worst) worst = e;
+  }
+  CHECK(worst < 1e-6f, "strength 0.3 blends the second pass with the input (max error %g)",
+        (double)worst);
+
+  /* no majority: one pass, as the plain network's mix */
+  float mix[4] = {0.1f, 0.45f, 0.45f, 0.0f};
+  maskdcpt_restore_with_probabilities(plain, &si, &wi, mix, 4, 1.0f, NULL);
+  maskdcpt_image g3 = {got_rgb, w, h, 3, (size_t)w * 3};
+  maskdcpt_restore_with_probabilities(ctx, &si, &g3, mix, 4, 1.0f, NULL);
+  CHECK(memcmp(got_rgb, want, px * 3 * 4) == 0, "noise 0.45, no majority: one pass");
+
+  /* progress: twice the calls of one pass; a cancel in the second pass */
+  progress_log one = {0, 1, -1, 0.0}, two = {0, 1, -1, 0.0};
+  maskdcpt_context_set_progress(plain, log_progress, &one);
+  maskdcpt_restore(plain, &si, &wi, 1, 1.0f, NULL, NULL);
+  maskdcpt_context_set_progress(ctx, log_progress, &two);
+  maskdcpt_restore(ctx, &si, &g3, 1, 1.0f, NULL, NULL);
+  CHECK(two.calls == 2 * one.calls && two.monotonic && fabs(two.last - 1.0) < 1e-9,
+        "progress over 2 passes: %d calls (one pass: %d), last %g", two.calls, one.calls,
+        two.last);
+  progress_log cancel = {0, 1, one.calls + 1, 0.0};
+  maskdcpt_context_set_progress(ctx, log_progress, &cancel);
+  CHECK(maskdcpt_restore(ctx, &si, &g3, 1, 1.0f, NULL, &err) == MASKDCPT_ERROR_CANCELLED &&
+            cancel.calls == one.calls + 1,
+        "cancel in the second pass (%d calls)", cancel.calls);
+
+  /* auto mode: progress stays monotonic when classification brings more
+   * passes than planned (a classifier made to say noise) */
+  maskdcpt_model *all = NULL;
+  {
+    mdc_weights wt;
+    char path[512];
+    tu_tmp_path(path, sizeof path, "api-passes-all.safetensors");
+    if (mdc_weights_init_random(&wt, arch, 21, 0.3f, &err) == MASKDCPT_OK) {
+      float *bias = (float *)mdc_weights_tensor(&wt, "cls.fc2.bias");
+      if (bias) bias[1] = 20.0f; /* the classifier says noise, whatever the image */
+      if (bias && mdc_weights_set_metadata(&wt, "passes", "{\"noise\":2}", &err) == MASKDCPT_OK &&
+          mdc_weights_write(&wt, path, 0, &err) == MASKDCPT_OK)
+        maskdcpt_model_load(path, &all, &err);
+      mdc_weights_clear(&wt);
+    }
+  }
+  maskdcpt_context *actx = NULL;
+  if (all && maskdcpt_context_new(all, &actx, &err) == MASKDCPT_OK) {
+    float p[4];
+    int bw = 200, bh = 150;
+    float *big = tu_test_image(bw, bh, 3, 12), *bout = malloc((size_t)bw * bh * 3 * 4);
+    maskdcpt_image bi = {big, bw, bh, 3, (size_t)bw * 3}, bo = {bout, bw, bh, 3, (size_t)bw * 3};
+    progress_log a = {0, 1, -1, 0.0};
+    maskdcpt_context_set_progress(actx, log_progress, &a);
+    maskdcpt_context_set_tile_size(actx, 1); /* the smallest: many tiles, small steps */
+    CHECK(maskdcpt_restore(actx, &bi, &bo, MASKDCPT_CLASS_AUTO, 1.0f, p, &err) == MASKDCPT_OK,
+          "auto: %s", err.message);
+    CHECK(p[1] > 0.5f, "precondition: noise leads (%g)", (double)p[1]);
+    CHECK(a.monotonic && fabs(a.last - 1.0) < 1e-9 && a.calls > 4,
+          "auto mode with 2 passes: progress monotonic to 1 over %d calls", a.calls);
+    free(big);
+    free(bout);
+  }
+  CHECK(actx != NULL, "model whose classifier says noise");
+  maskdcpt_context_free(actx);
+  maskdcpt_model_free(all);
+  maskdcpt_context_free(plain);
+  maskdcpt_context_free(ctx);
+  maskdcpt_model_free(pm);
+  free(in);
+  free(want);
+  free(tmp);
+  free(got);
+  free(got_rgb);
+  free(src);
+}
+
 int main(void) {
   mdc_arch arch;
   tu_small_arch(&arch, 8, 2, 32);
@@ -394,6 +538,7 @@ int main(void) {
   test_classes();
   test_with_probabilities();
   test_auto_focus(&arch);
+  test_passes(&arch);
   maskdcpt_model_free(model);
   return tu_finish();
 }

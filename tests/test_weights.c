@@ -919,6 +919,15 @@ static void test_bad_metadata(void) {
       {{"auto_focus", "[\"noise\",3]"}, "'auto_focus'", "found 3"},
       {{"auto_focus", "[\"noise\",\"blur\",\"noise\"]"}, "'auto_focus'", "twice"},
       {{"auto_focus", "[\"Noise\"]"}, "'auto_focus'", "class name"},
+      {{"passes", "[\"noise\"]"}, "'passes'", "object"},
+      {{"passes", "{\"noise\":2"}, "'passes'", "JSON"},
+      {{"passes", "{\"haze\":2}"}, "'passes'", "\"haze\" is not a class"},
+      {{"passes", "{\"noise\":0}"}, "'passes'", "integer 1..4, found 0"},
+      {{"passes", "{\"noise\":5}"}, "'passes'", "found 5"},
+      {{"passes", "{\"noise\":-1}"}, "'passes'", "found -1"},
+      {{"passes", "{\"noise\":2.0}"}, "'passes'", "integer"},
+      {{"passes", "{\"noise\":\"2\"}"}, "'passes'", "integer"},
+      {{"passes", "{\"noise\":2,\"jpeg\":true}"}, "'passes'", "jpeg"},
   };
   for (size_t i = 0; i < sizeof meta / sizeof meta[0]; i++)
     expect_edit(&base_f32, edit_meta, &meta[i].edit, meta[i].edit.value ? meta[i].edit.value : meta[i].edit.key,
@@ -947,6 +956,32 @@ static void test_auto_focus(void) {
           "auto_focus %s: %s, flags %d%d%d", cases[i].value ? cases[i].value : "(absent)",
           rc == MASKDCPT_OK ? "parsed" : err.message, w.auto_focus[0], w.auto_focus[1],
           w.auto_focus[2]);
+    if (rc == MASKDCPT_OK) mdc_weights_clear(&w);
+    blob_free(&b);
+    json_object_put(hdr);
+  }
+}
+
+/* 'passes' parsed into per-class counts: the named classes only; an empty
+ * object and no entry mean one pass for every class (stored as 0). */
+static void test_passes(void) {
+  const struct { const char *value; unsigned char want[3]; } cases[] = {
+      {"{\"jpeg\":2,\"noise\":4}", {4, 0, 2}},
+      {"{\"blur\":1}", {0, 1, 0}},
+      {"{}", {0, 0, 0}},
+      {NULL, {0, 0, 0}},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    json_object *hdr = blob_header(&base_f32);
+    kv edit = {"passes", cases[i].value};
+    edit_meta(hdr, &edit);
+    blob b = blob_build(hdr, blob_data(&base_f32), blob_data_size(&base_f32), 1);
+    mdc_weights w;
+    maskdcpt_error err;
+    maskdcpt_status rc = parse_exact(b.data, b.size, &w, &err);
+    check(rc == MASKDCPT_OK && memcmp(w.passes, cases[i].want, 3) == 0 && w.passes[3] == 0,
+          "passes %s: %s, counts %d %d %d", cases[i].value ? cases[i].value : "(absent)",
+          rc == MASKDCPT_OK ? "parsed" : err.message, w.passes[0], w.passes[1], w.passes[2]);
     if (rc == MASKDCPT_OK) mdc_weights_clear(&w);
     blob_free(&b);
     json_object_put(hdr);
@@ -1198,6 +1233,7 @@ int main(void) {
     test_bad_json();
     test_bad_metadata();
     test_auto_focus();
+    test_passes();
     test_bad_arch();
     test_bad_tensors();
     test_bad_values();
