@@ -166,7 +166,7 @@ int main(int argc, char **argv) {
   if (focus)
     fprintf(stderr,
             "auto_conditioning: note: %s has auto_focus %s, which applies after every rule "
-            "below; measure a copy without it (tools/set_auto_focus.py IN OUT \"\")\n",
+            "below; measure a copy without it (tools/set_inference_metadata.py IN OUT auto_focus=)\n",
             argv[1], focus);
   if (maskdcpt_model_num_classes(m) > MAX_CLASSES) {
     fprintf(stderr, "auto_conditioning: more than %d classes\n", MAX_CLASSES);
