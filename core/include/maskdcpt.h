@@ -172,7 +172,11 @@ MASKDCPT_API maskdcpt_status maskdcpt_classify(maskdcpt_context *ctx, const mask
  * probabilities, or a class to force.  strength in [0,1]:
  * out = in + strength * (restored - in).  When probs is non-NULL it
  * receives the conditioning used (num_classes entries).  Alpha of `out`
- * is copied from `in` (or set to 1 when `in` has none). */
+ * is copied from `in` (or set to 1 when `in` has none).  When the weights
+ * file's 'passes' metadata gives the class leading the conditioning more
+ * than one pass, the network runs that many times, each pass on the last
+ * one's output (that much longer, plus a full-image float RGB buffer), and
+ * strength blends the last pass with `in` (docs/network.md). */
 MASKDCPT_API maskdcpt_status maskdcpt_restore(maskdcpt_context *ctx, const maskdcpt_image *in,
                                               const maskdcpt_image *out, int class_index,
                                               float strength, float *probs, maskdcpt_error *err);
