@@ -650,10 +650,14 @@ static maskdcpt_status parse_passes(parse_state *st) {
       st->w.passes[k] = (unsigned char)n;
       continue;
     }
-    char found[64];
+    /* the key as JSON, so that a hostile name prints escaped */
+    char key[64], found[64];
+    json_object *name_obj = json_object_new_string(name);
+    json_format(name_obj, key, sizeof key);
+    json_object_put(name_obj);
     json_format(v, found, sizeof found);
-    rc = k < 0 ? parse_fail(st, "metadata 'passes': \"%.40s\" is not a class of this file", name)
-               : parse_fail(st, "metadata 'passes': %s: expected an integer 1..%d, found %s", name,
+    rc = k < 0 ? parse_fail(st, "metadata 'passes': %s is not a class of this file", key)
+               : parse_fail(st, "metadata 'passes': %s: expected an integer 1..%d, found %s", key,
                             MDC_MAX_PASSES, found);
     break;
   }

@@ -928,6 +928,7 @@ static void test_bad_metadata(void) {
       {{"passes", "{\"noise\":2.0}"}, "'passes'", "integer"},
       {{"passes", "{\"noise\":\"2\"}"}, "'passes'", "integer"},
       {{"passes", "{\"noise\":2,\"jpeg\":true}"}, "'passes'", "jpeg"},
+      {{"passes", "{\"a\\u0001b\":2}"}, "'passes'", "\"a\\u0001b\" is not a class"},
   };
   for (size_t i = 0; i < sizeof meta / sizeof meta[0]; i++)
     expect_edit(&base_f32, edit_meta, &meta[i].edit, meta[i].edit.value ? meta[i].edit.value : meta[i].edit.key,
