@@ -603,16 +603,26 @@ static maskdcpt_status parse_classes(parse_state *st) {
   return MASKDCPT_OK;
 }
 
+/* Optional metadata `key`, JSON of type `want`: *out is the parsed value
+ * (the caller puts it), or NULL when the key is absent (MASKDCPT_OK) or
+ * malformed (the error). */
+static maskdcpt_status parse_optional_json(parse_state *st, const char *key, json_type want,
+                                           json_object **out) {
+  char why[MSG_MAX];
+  const char *text = mdc_weights_metadata(&st->w, key);
+  *out = NULL;
+  if (!text) return MASKDCPT_OK;
+  *out = json_parse_exact(text, strlen(text), want, why, sizeof why);
+  return *out ? MASKDCPT_OK : parse_fail(st, "metadata '%s': %s", key, why);
+}
+
 /* Optional metadata 'auto_focus': the classes that auto mode conditions on
  * alone once they hold more than half of the probability (docs/network.md).
  * A JSON array of distinct class names of this file; absent = none. */
 static maskdcpt_status parse_auto_focus(parse_state *st) {
-  char why[MSG_MAX];
-  const char *text = mdc_weights_metadata(&st->w, "auto_focus");
-  if (!text) return MASKDCPT_OK;
-  json_object *arr = json_parse_exact(text, strlen(text), json_type_array, why, sizeof why);
-  if (!arr) return parse_fail(st, "metadata 'auto_focus': %s", why);
-  maskdcpt_status rc = MASKDCPT_OK;
+  json_object *arr;
+  maskdcpt_status rc = parse_optional_json(st, "auto_focus", json_type_array, &arr);
+  if (!arr) return rc;
   for (size_t i = 0; rc == MASKDCPT_OK && i < json_object_array_length(arr); i++) {
     json_object *v = json_object_array_get_idx(arr, i);
     int k = json_object_is_type(v, json_type_string)
@@ -637,12 +647,9 @@ static maskdcpt_status parse_auto_focus(parse_state *st) {
  * (docs/network.md).  A JSON object from class names of this file to
  * integers 1..MDC_MAX_PASSES; absent classes run once. */
 static maskdcpt_status parse_passes(parse_state *st) {
-  char why[MSG_MAX];
-  const char *text = mdc_weights_metadata(&st->w, "passes");
-  if (!text) return MASKDCPT_OK;
-  json_object *obj = json_parse_exact(text, strlen(text), json_type_object, why, sizeof why);
-  if (!obj) return parse_fail(st, "metadata 'passes': %s", why);
-  maskdcpt_status rc = MASKDCPT_OK;
+  json_object *obj;
+  maskdcpt_status rc = parse_optional_json(st, "passes", json_type_object, &obj);
+  if (!obj) return rc;
   json_object_object_foreach(obj, name, v) {
     int k = mdc_arch_class_index(&st->w.arch, name);
     int64_t n = json_object_is_type(v, json_type_int) ? json_object_get_int64(v) : 0;

@@ -935,54 +935,37 @@ static void test_bad_metadata(void) {
                 meta[i].must1, meta[i].must2);
 }
 
-/* 'auto_focus' parsed into per-class flags: listed classes only, in any
- * order; an empty list and no entry mean none. */
-static void test_auto_focus(void) {
-  const struct { const char *value; unsigned char want[3]; } cases[] = {
-      {"[\"jpeg\",\"noise\"]", {1, 0, 1}},
-      {"[\"blur\"]", {0, 1, 0}},
-      {"[]", {0, 0, 0}},
-      {NULL, {0, 0, 0}},
+/* The per-class metadata parsed into per-class values: 'auto_focus' into
+ * flags (listed classes only, in any order), 'passes' into counts (named
+ * classes only; 0 stands for one pass); an empty list or object and no
+ * entry mean none. */
+static void test_class_metadata(void) {
+  const struct {
+    const char *key, *value;
+    unsigned char want[4];
+  } cases[] = {
+      {"auto_focus", "[\"jpeg\",\"noise\"]", {1, 0, 1, 0}},
+      {"auto_focus", "[\"blur\"]", {0, 1, 0, 0}},
+      {"auto_focus", "[]", {0, 0, 0, 0}},
+      {"auto_focus", NULL, {0, 0, 0, 0}},
+      {"passes", "{\"jpeg\":2,\"noise\":4}", {4, 0, 2, 0}},
+      {"passes", "{\"blur\":1}", {0, 1, 0, 0}},
+      {"passes", "{}", {0, 0, 0, 0}},
+      {"passes", NULL, {0, 0, 0, 0}},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     json_object *hdr = blob_header(&base_f32);
-    kv edit = {"auto_focus", cases[i].value};
+    kv edit = {cases[i].key, cases[i].value};
     edit_meta(hdr, &edit);
     blob b = blob_build(hdr, blob_data(&base_f32), blob_data_size(&base_f32), 1);
     mdc_weights w;
     maskdcpt_error err;
     maskdcpt_status rc = parse_exact(b.data, b.size, &w, &err);
-    check(rc == MASKDCPT_OK && memcmp(w.auto_focus, cases[i].want, 3) == 0 &&
-              w.auto_focus[3] == 0,
-          "auto_focus %s: %s, flags %d%d%d", cases[i].value ? cases[i].value : "(absent)",
-          rc == MASKDCPT_OK ? "parsed" : err.message, w.auto_focus[0], w.auto_focus[1],
-          w.auto_focus[2]);
-    if (rc == MASKDCPT_OK) mdc_weights_clear(&w);
-    blob_free(&b);
-    json_object_put(hdr);
-  }
-}
-
-/* 'passes' parsed into per-class counts: the named classes only; an empty
- * object and no entry mean one pass for every class (stored as 0). */
-static void test_passes(void) {
-  const struct { const char *value; unsigned char want[3]; } cases[] = {
-      {"{\"jpeg\":2,\"noise\":4}", {4, 0, 2}},
-      {"{\"blur\":1}", {0, 1, 0}},
-      {"{}", {0, 0, 0}},
-      {NULL, {0, 0, 0}},
-  };
-  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-    json_object *hdr = blob_header(&base_f32);
-    kv edit = {"passes", cases[i].value};
-    edit_meta(hdr, &edit);
-    blob b = blob_build(hdr, blob_data(&base_f32), blob_data_size(&base_f32), 1);
-    mdc_weights w;
-    maskdcpt_error err;
-    maskdcpt_status rc = parse_exact(b.data, b.size, &w, &err);
-    check(rc == MASKDCPT_OK && memcmp(w.passes, cases[i].want, 3) == 0 && w.passes[3] == 0,
-          "passes %s: %s, counts %d %d %d", cases[i].value ? cases[i].value : "(absent)",
-          rc == MASKDCPT_OK ? "parsed" : err.message, w.passes[0], w.passes[1], w.passes[2]);
+    const unsigned char *got = strcmp(cases[i].key, "passes") == 0 ? w.passes : w.auto_focus;
+    check(rc == MASKDCPT_OK && memcmp(got, cases[i].want, 4) == 0,
+          "%s %s: %s, values %d %d %d %d", cases[i].key,
+          cases[i].value ? cases[i].value : "(absent)", rc == MASKDCPT_OK ? "parsed" : err.message,
+          got[0], got[1], got[2], got[3]);
     if (rc == MASKDCPT_OK) mdc_weights_clear(&w);
     blob_free(&b);
     json_object_put(hdr);
@@ -1233,8 +1216,7 @@ int main(void) {
     test_header_length();
     test_bad_json();
     test_bad_metadata();
-    test_auto_focus();
-    test_passes();
+    test_class_metadata();
     test_bad_arch();
     test_bad_tensors();
     test_bad_values();
