@@ -348,6 +348,11 @@ static int cmd_restore(int argc, char **argv) {
              "memory)\n"),
            out_path, out.width, out.height, img_format_name(out_format), strength,
            maskdcpt_context_device_name(ctx), tile_px, work >> 20);
+    int passes = maskdcpt_model_passes(model, probs, maskdcpt_model_num_classes(model));
+    if (passes > 1)
+      printf(_("The network ran %d times, each on the last result: this weights file's "
+               "setting for this damage\n"),
+             passes);
   }
   status = 0;
 done:

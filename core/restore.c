@@ -559,6 +559,15 @@ maskdcpt_status maskdcpt_restore(maskdcpt_context *ctx, const maskdcpt_image *in
   return st;
 }
 
+int maskdcpt_model_passes(const maskdcpt_model *model, const float *probabilities,
+                          int num_probabilities) {
+  if (!model || check_probabilities(model, probabilities, num_probabilities, NULL) != MASKDCPT_OK)
+    return 0;
+  float norm[MDC_MAX_CLASSES];
+  normalise(model, probabilities, num_probabilities, norm);
+  return count_passes(model, norm, num_probabilities);
+}
+
 maskdcpt_status maskdcpt_restore_with_probabilities(maskdcpt_context *ctx,
                                                     const maskdcpt_image *in,
                                                     const maskdcpt_image *out,

@@ -436,6 +436,22 @@ static void test_passes(const mdc_arch *arch) {
           forced[i].passes);
   }
 
+  /* the count restore runs, as the API reports it */
+  float onehot[4][4] = {{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}, {0, 0, 0, 1}};
+  float no_major[4] = {0.1f, 0.45f, 0.45f, 0.0f}, major[4] = {0.1f, 1.2f, 0.4f, 0.2f};
+  CHECK(maskdcpt_model_passes(pm, onehot[0], 4) == 1 &&
+            maskdcpt_model_passes(pm, onehot[1], 4) == 2 &&
+            maskdcpt_model_passes(pm, onehot[2], 4) == 1 &&
+            maskdcpt_model_passes(pm, onehot[3], 4) == 3,
+        "model_passes: clean 1, noise 2, blur 1, jpeg 3");
+  CHECK(maskdcpt_model_passes(pm, no_major, 4) == 1 && maskdcpt_model_passes(pm, major, 4) == 2,
+        "model_passes: no majority 1; noise leading after normalising 2");
+  CHECK(maskdcpt_model_passes(pm, onehot[1], 3) == 0 &&
+            maskdcpt_model_passes(NULL, onehot[1], 4) == 0 &&
+            maskdcpt_model_passes(pm, NULL, 4) == 0 &&
+            maskdcpt_model_passes(model, onehot[1], 4) == 1,
+        "model_passes: 0 for a wrong count or NULL; 1 for a file without the key");
+
   /* strength: one blend of the last pass against the input */
   rgb_of(in, 4, px, src);
   maskdcpt_restore(plain, &si, &ti, 1, 1.0f, NULL, NULL);

@@ -52,6 +52,12 @@ check "classify" "$exe" classify "$tmp/noisy.png" --weights "$w"
 "$exe" restore "$tmp/noisy.png" "$tmp/auto.png" --weights "$w" 2>/dev/null | grep -q "Detected degradation" \
   && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: restore reports the detection"; }
 
+# the shipped fast network restores noise in two passes ('passes') and says so
+"$exe" restore "$tmp/noisy.png" "$tmp/f.png" -w fast --type noise 2>/dev/null | grep -q "ran 2 times" \
+  && passed=$((passed + 1)) || { failed=$((failed + 1)); echo "FAIL: restore reports two passes"; }
+"$exe" restore "$tmp/noisy.png" "$tmp/f.png" -w fast --type jpeg 2>/dev/null | grep -q "ran" \
+  && { failed=$((failed + 1)); echo "FAIL: one pass reported as several"; } || passed=$((passed + 1))
+
 # 16-bit stays 16-bit
 check "restore to 16-bit" "$exe" restore "$tmp/noisy.png" "$tmp/r16.png" --weights "$w" --bit-depth 16 --quiet
 check "restore 16-bit input" "$exe" restore "$tmp/r16.png" "$tmp/r16b.png" --weights "$w" --quiet

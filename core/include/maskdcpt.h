@@ -194,6 +194,15 @@ MASKDCPT_API maskdcpt_status maskdcpt_restore_with_probabilities(
     maskdcpt_context *ctx, const maskdcpt_image *in, const maskdcpt_image *out,
     const float *probabilities, int num_probabilities, float strength, maskdcpt_error *err);
 
+/* How many network passes a restore conditioned on these probabilities
+ * (as maskdcpt_restore reports them, or a one-hot for a forced class) runs
+ * with this model: the weights file's 'passes' for the class holding more
+ * than half of them, else 1 (docs/network.md).  0 when the arguments are
+ * not valid probabilities for the model (as restore_with_probabilities
+ * checks them). */
+MASKDCPT_API int maskdcpt_model_passes(const maskdcpt_model *model, const float *probabilities,
+                                       int num_probabilities);
+
 #ifdef __cplusplus
 }
 #endif
