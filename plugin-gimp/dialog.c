@@ -171,11 +171,31 @@ bars_show (MdgDialog    *d,
   gtk_widget_show_all (d->bars_grid);
 
   {
+    gint              passes = maskdcpt_model_passes (d->model->model, probs, n);
     g_autofree gchar *text =
       g_strdup_printf (_("Most likely: %s (%.0f %%)"),
                        mdg_class_label (maskdcpt_model_class_name (d->model->model, best)),
                        100.0 * probs[best]);
-    gtk_label_set_text (GTK_LABEL (d->bars_status), text);
+
+    /* The weights file runs the network again on its own result for this
+     * damage (docs/network.md): say why it takes longer. */
+    if (passes > 1)
+      {
+        g_autofree gchar *more =
+          g_strdup_printf (g_dngettext (GETTEXT_PACKAGE,
+                                        "The network runs %d time for this damage",
+                                        "The network runs %d times for this damage, each "
+                                        "time on the last result: it takes longer",
+                                        passes),
+                           passes);
+        g_autofree gchar *both = g_strdup_printf ("%s\n%s", text, more);
+
+        gtk_label_set_text (GTK_LABEL (d->bars_status), both);
+      }
+    else
+      {
+        gtk_label_set_text (GTK_LABEL (d->bars_status), text);
+      }
   }
 }
 
