@@ -36,6 +36,8 @@ static int write_model(const char *dir, const char *name, const mdc_arch *a, int
   maskdcpt_error err;
   if (mdc_weights_init_random(&w, a, 1, 0.5f, &err) != MASKDCPT_OK ||
       mdc_weights_set_metadata(&w, "synthesis", "{\"seed\":1}", &err) != MASKDCPT_OK ||
+      mdc_weights_set_metadata(&w, "auto_focus", "[\"class0\"]", &err) != MASKDCPT_OK ||
+      mdc_weights_set_metadata(&w, "passes", "{\"class1\":2}", &err) != MASKDCPT_OK ||
       mdc_weights_write(&w, path, fp16, &err) != MASKDCPT_OK) {
     fprintf(stderr, "%s: %s\n", path, err.message);
     mdc_weights_clear(&w);
