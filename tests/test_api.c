@@ -393,6 +393,12 @@ static void rgb_of(const float *src, int ci, size_t pixels, float *dst) {
     for (int c = 0; c < 3; c++) dst[i * 3 + c] = src[i * ci + c];
 }
 
+/* A classifier that says noise, whatever the image. */
+static void classify_noise(mdc_weights *w) {
+  float *bias = (float *)mdc_weights_tensor(w, "cls.fc2.bias");
+  if (bias) bias[1] = 20.0f;
+}
+
 /* A file's 'passes': when a listed class leads the conditioning, the
  * network runs that many times, each pass on the last one's output (as
  * restoring the result again would), and the strength blends once against
@@ -490,22 +496,10 @@ static void test_passes(const mdc_arch *arch) {
 
   /* auto mode: progress stays monotonic when classification brings more
    * passes than planned (a classifier made to say noise) */
-  maskdcpt_model *all = NULL;
-  {
-    mdc_weights wt;
-    char path[512];
-    tu_tmp_path(path, sizeof path, "api-passes-all.safetensors");
-    if (mdc_weights_init_random(&wt, arch, 21, 0.3f, &err) == MASKDCPT_OK) {
-      float *bias = (float *)mdc_weights_tensor(&wt, "cls.fc2.bias");
-      if (bias) bias[1] = 20.0f; /* the classifier says noise, whatever the image */
-      if (bias && mdc_weights_set_metadata(&wt, "passes", "{\"noise\":2}", &err) == MASKDCPT_OK &&
-          mdc_weights_write(&wt, path, 0, &err) == MASKDCPT_OK)
-        maskdcpt_model_load(path, &all, &err);
-      mdc_weights_clear(&wt);
-    }
-  }
+  maskdcpt_model *says_noise = tu_random_model_edit(
+      arch, 21, 0.3f, "api-passes-noise.safetensors", "passes", "{\"noise\":2}", classify_noise);
   maskdcpt_context *actx = NULL;
-  if (all && maskdcpt_context_new(all, &actx, &err) == MASKDCPT_OK) {
+  if (says_noise && maskdcpt_context_new(says_noise, &actx, &err) == MASKDCPT_OK) {
     float p[4];
     int bw = 200, bh = 150;
     float *big = tu_test_image(bw, bh, 3, 12), *bout = malloc((size_t)bw * bh * 3 * 4);
@@ -523,7 +517,7 @@ static void test_passes(const mdc_arch *arch) {
   }
   CHECK(actx != NULL, "model whose classifier says noise");
   maskdcpt_context_free(actx);
-  maskdcpt_model_free(all);
+  maskdcpt_model_free(says_noise);
   maskdcpt_context_free(plain);
   maskdcpt_context_free(ctx);
   maskdcpt_model_free(pm);

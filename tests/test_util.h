@@ -52,22 +52,35 @@ static inline void tu_small_arch(mdc_arch *a, int width, int levels, int window)
 }
 
 /* Writes a seeded random model, with one metadata entry when `key` is not
- * NULL, to a temporary file and loads it. */
-static inline maskdcpt_model *tu_random_model_meta(const mdc_arch *a, uint64_t seed,
+ * NULL and its tensors changed by `edit` when not NULL, to a temporary file
+ * and loads it. */
+static inline maskdcpt_model *tu_random_model_edit(const mdc_arch *a, uint64_t seed,
                                                    float residual, const char *file,
-                                                   const char *key, const char *value) {
+                                                   const char *key, const char *value,
+                                                   void (*edit)(mdc_weights *w)) {
   char path[512];
   tu_tmp_path(path, sizeof path, file);
   mdc_weights w;
   maskdcpt_error err;
   maskdcpt_model *m = NULL;
-  if (mdc_weights_init_random(&w, a, seed, residual, &err) != MASKDCPT_OK ||
-      (key && mdc_weights_set_metadata(&w, key, value, &err) != MASKDCPT_OK) ||
+  if (mdc_weights_init_random(&w, a, seed, residual, &err) != MASKDCPT_OK) {
+    fprintf(stderr, "random model: %s\n", err.message);
+    return NULL;
+  }
+  if (edit) edit(&w);
+  if ((key && mdc_weights_set_metadata(&w, key, value, &err) != MASKDCPT_OK) ||
       mdc_weights_write(&w, path, 0, &err) != MASKDCPT_OK ||
       maskdcpt_model_load(path, &m, &err) != MASKDCPT_OK)
     fprintf(stderr, "random model: %s\n", err.message);
   mdc_weights_clear(&w);
   return m;
+}
+
+/* As tu_random_model_edit, without an edit. */
+static inline maskdcpt_model *tu_random_model_meta(const mdc_arch *a, uint64_t seed,
+                                                   float residual, const char *file,
+                                                   const char *key, const char *value) {
+  return tu_random_model_edit(a, seed, residual, file, key, value, NULL);
 }
 
 /* Writes a seeded random model to a temporary file and loads it. */
