@@ -162,12 +162,16 @@ int main(int argc, char **argv) {
     maskdcpt_model_free(m);
     return 1;
   }
-  const char *focus = maskdcpt_model_metadata(m, "auto_focus");
-  if (focus)
-    fprintf(stderr,
-            "auto_conditioning: note: %s has auto_focus %s, which applies after every rule "
-            "below; measure a copy without it (tools/set_inference_metadata.py IN OUT auto_focus=)\n",
-            argv[1], focus);
+  /* the file's own inference keys act on top of every rule */
+  static const char *const keys[] = {"auto_focus", "passes"};
+  for (int i = 0; i < 2; i++) {
+    const char *v = maskdcpt_model_metadata(m, keys[i]);
+    if (v)
+      fprintf(stderr,
+              "auto_conditioning: note: %s has %s %s, which applies after every rule below; "
+              "measure a copy without it (tools/set_inference_metadata.py IN OUT %s=)\n",
+              argv[1], keys[i], v, keys[i]);
+  }
   if (maskdcpt_model_num_classes(m) > MAX_CLASSES) {
     fprintf(stderr, "auto_conditioning: more than %d classes\n", MAX_CLASSES);
     return 1;
