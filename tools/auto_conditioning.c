@@ -164,7 +164,7 @@ int main(int argc, char **argv) {
   }
   /* the file's own inference keys act on top of every rule */
   static const char *const keys[] = {"auto_focus", "passes"};
-  for (int i = 0; i < 2; i++) {
+  for (int i = 0; i < (int)(sizeof keys / sizeof keys[0]); i++) {
     const char *v = maskdcpt_model_metadata(m, keys[i]);
     if (v)
       fprintf(stderr,
