@@ -35,7 +35,8 @@
 # same Pillow/libjpeg/libwebp give byte-identical files.
 #
 # Needs: bash, apt-get, dpkg-deb, sha256sum, debian-archive-keyring, and
-# python3 with Pillow (apt-get install python3-pil). /usr/bin/python3 is
+# python3 with Pillow (scripts/setup-deps.sh --with-training, or apt-get
+# install python3-pil). /usr/bin/python3 is
 # preferred when it has Pillow (a pyenv/venv python3 first on PATH often
 # has not).
 #
@@ -90,7 +91,7 @@ for p in /usr/bin/python3 python3; do
         PY=$(command -v "$p"); break
     fi
 done
-[ -n "$PY" ] || die "needs python3 with Pillow: apt-get install python3-pil"
+[ -n "$PY" ] || die "needs python3 with Pillow: scripts/setup-deps.sh --with-training (or apt-get install python3-pil)"
 command -v dpkg-deb >/dev/null || die "needs dpkg-deb (package dpkg)"
 command -v sha256sum >/dev/null || die "needs sha256sum (package coreutils)"
 

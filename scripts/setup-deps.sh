@@ -4,9 +4,12 @@
 # (tests/cuda_emu), clang for the libFuzzer targets and debootstrap for
 # scripts/debian13-root.sh.
 #
-# Usage: scripts/setup-deps.sh [--with-python] [--dry-run]
-#   --with-python  also pip-install numpy (used by the development tools)
-#   --dry-run      only say what is missing / what would be run
+# Usage: scripts/setup-deps.sh [--with-python] [--with-training] [--dry-run]
+#   --with-python    also pip-install numpy (used by the development tools)
+#   --with-training  also python3-pil, which scripts/prepare-training-data.sh
+#                    needs (the trainer, scripts/evaluate.sh and the recipes
+#                    read the photos it prepares)
+#   --dry-run        only say what is missing / what would be run
 #
 # Idempotent: every package is checked with dpkg-query first; when nothing is
 # missing apt-get is not run at all (not even `apt-get update`).
@@ -18,12 +21,14 @@
 set -euo pipefail
 
 with_python=0
+with_training=0
 dry_run=0
 for arg in "$@"; do
     case "$arg" in
         --with-python) with_python=1 ;;
+        --with-training) with_training=1 ;;
         --dry-run) dry_run=1 ;;
-        -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "setup-deps: unknown option '$arg' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -89,6 +94,7 @@ apt_install() {
 }
 
 apt_updated=0
+[ "$with_training" = 1 ] && packages+=(python3 python3-pil)
 if [ "$with_python" = 1 ] && ! command -v python3 >/dev/null 2>&1; then
     packages+=(python3)
 fi
