@@ -36,9 +36,8 @@
 #
 # Needs: bash, apt-get, dpkg-deb, sha256sum, debian-archive-keyring, and
 # python3 with Pillow (scripts/setup-deps.sh --with-training, or apt-get
-# install python3-pil). /usr/bin/python3 is
-# preferred when it has Pillow (a pyenv/venv python3 first on PATH often
-# has not).
+# install python3-pil). /usr/bin/python3 is preferred when it has Pillow
+# (a pyenv/venv python3 first on PATH often has not).
 #
 # If a pinned version has left the mirror, use a snapshot of the archive:
 #   MASKDCPT_MIRROR=https://snapshot.debian.org/archive/debian/20250901T000000Z \

@@ -94,7 +94,7 @@ apt_install() {
 }
 
 apt_updated=0
-[ "$with_training" = 1 ] && packages+=(python3 python3-pil)
+if [ "$with_training" = 1 ]; then packages+=(python3-pil); fi   # pulls in python3
 if [ "$with_python" = 1 ] && ! command -v python3 >/dev/null 2>&1; then
     packages+=(python3)
 fi
