@@ -2,7 +2,8 @@
 # The test command: installs the build dependencies (scripts/setup-deps.sh),
 # builds with meson in build/, runs every test, then builds again with
 # AddressSanitizer + UndefinedBehaviorSanitizer in build-asan/ and runs the
-# unit tests under them.
+# unit tests under them, and runs the libFuzzer targets (clang, build-fuzz/)
+# once over their seed corpora.
 #
 # Usage: scripts/test.sh [--no-deps] [--no-sanitizers]
 set -euo pipefail
@@ -13,7 +14,7 @@ for arg in "$@"; do
   case "$arg" in
     --no-deps) deps=0 ;;
     --no-sanitizers) sanitizers=0 ;;
-    -h|--help) sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "test.sh: unknown option '$arg'" >&2; exit 2 ;;
   esac
 done
@@ -46,5 +47,16 @@ if [ "$sanitizers" = 1 ]; then
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     meson test -C build-asan --print-errorlogs --suite unit --timeout-multiplier 4
+
+  if command -v clang >/dev/null; then
+    echo "== fuzz targets over their seed corpora (clang, ASan + UBSan) =="
+    # only the two targets are built, not the rest of the tree with clang
+    CC=clang configure build-fuzz -Dfuzz=true -Dcuda=disabled -Dtrainer=disabled \
+      -Dgegl=disabled -Dgimp=disabled
+    ninja -C build-fuzz tests/fuzz/fuzz_weights tests/fuzz/fuzz_image_read
+    meson test -C build-fuzz --no-rebuild --print-errorlogs --suite fuzz
+  else
+    echo "== fuzz targets: skipped, clang is not installed (scripts/setup-deps.sh installs it) =="
+  fi
 fi
 echo "== all tests passed =="
