@@ -22,9 +22,13 @@ extern "C" {
 typedef enum img_format { IMG_FORMAT_PNG, IMG_FORMAT_JPEG, IMG_FORMAT_WEBP } img_format;
 
 /* Size limits, checked on read, allocation and write: larger images are
- * refused with a message instead of risking overflow or exhausting memory. */
+ * refused with a message instead of risking overflow or exhausting memory.
+ * A build may lower IMG_MAX_PIXELS (the fuzz target does, so that a tiny
+ * file declaring a huge image cannot make it allocate gigabytes). */
 #define IMG_MAX_SIDE (1 << 20)
+#ifndef IMG_MAX_PIXELS
 #define IMG_MAX_PIXELS ((size_t)1 << 30)
+#endif
 
 /* Default JPEG / lossy WebP quality when the caller passes quality <= 0. */
 #define IMG_DEFAULT_QUALITY 92
