@@ -8,20 +8,24 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "image_io.h"
 
-static char path[4096];
+static char dir[4000], path[4096];
+
+static void remove_input(void) {
+  unlink(path);
+  rmdir(dir);
+}
 
 static void write_input(const uint8_t *data, size_t size) {
   if (!path[0]) {
     const char *tmp = getenv("TMPDIR");
-    char dir[4000];
     snprintf(dir, sizeof dir, "%s/fuzz_image_read.XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(dir)) abort();
     snprintf(path, sizeof path, "%s/input", dir);
+    atexit(remove_input);
   }
   FILE *fp = fopen(path, "wb");
   if (!fp || (size && fwrite(data, 1, size, fp) != size) || fclose(fp) != 0) abort();
